@@ -1,0 +1,216 @@
+"""Executors turn run specs into records. The local one is a pool of worker processes.
+
+Each run gets a process of its own (forked from a forkserver that has the heavy imports done), so a crash,
+a leak or a hung run harms no other run: a run past its timeout is killed and recorded as `timeout`, a
+process that dies without writing is recorded as `failed`. On a machine with GPUs each run holds one GPU
+slot, exposed to it alone through CUDA_VISIBLE_DEVICES.
+"""
+
+from __future__ import annotations
+
+import abc
+import multiprocessing as mp
+import os
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any
+
+from harness.spec import RunSpec
+from harness.store import InvalidRecordError, Record, ResultStore
+from harness.worker import WorkerOptions, build_record, process_main, utc_now
+
+PRELOAD = [
+    "harness.worker",
+    "numpy",
+    "scipy.stats",
+    "sklearn.base",
+    "torch",
+    "tasks.tabular",
+    "methods.tabular",
+]
+FORWARDED_ENV_PREFIXES = ("LOGITBENCH_", "HF_", "TRANSFORMERS_", "CUDA_")
+
+
+class Executor(abc.ABC):
+    """Runs specs; a submitted spec's future resolves to its stored record."""
+
+    @abc.abstractmethod
+    def submit(self, spec: RunSpec) -> Future[Record]: ...
+
+    @abc.abstractmethod
+    def running(self) -> int: ...
+
+    @abc.abstractmethod
+    def shutdown(self, cancel: bool = False) -> None: ...
+
+
+def visible_gpus() -> list[int]:
+    """GPU indices this machine offers, without initialising CUDA in this process."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return []
+    try:
+        import torch
+    except ImportError:
+        return []
+    return list(range(torch.cuda.device_count()))
+
+
+@dataclass
+class _Running:
+    process: Any
+    spec: RunSpec
+    future: Future[Record]
+    run_id: str
+    started: float
+    started_at: str
+    slot: int
+
+
+class LocalExecutor(Executor):
+    def __init__(
+        self,
+        store: ResultStore,
+        workers: int | None = None,
+        timeout_s: float | None = None,
+        threads_per_worker: int | None = None,
+        gpus: list[int] | None = None,
+    ) -> None:
+        self.store = store
+        self.gpus = visible_gpus() if gpus is None else gpus
+        cores = os.cpu_count() or 1
+        self.workers = workers or (len(self.gpus) if self.gpus else cores)
+        self.threads = threads_per_worker or max(1, cores // self.workers)
+        self.timeout_s = timeout_s
+        self._mp = mp.get_context("forkserver")
+        self._mp.set_forkserver_preload(PRELOAD)
+        self._pending: deque[tuple[RunSpec, Future[Record]]] = deque()
+        self._running: dict[int, _Running] = {}
+        self._free_slots = list(range(self.workers))
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = self._mp.Pipe(duplex=False)
+        self._stop = False
+        self._cancelled = False
+        self._pump = threading.Thread(target=self._loop, name="logitbench-executor", daemon=True)
+        self._pump.start()
+
+    def submit(self, spec: RunSpec) -> Future[Record]:
+        future: Future[Record] = Future()
+        with self._lock:
+            self._pending.append((spec, future))
+        self._wake_w.send_bytes(b"x")
+        return future
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        """Stop; with `cancel`, kill running workers (their runs leave no record) and drop pending ones."""
+        with self._lock:
+            self._stop = True
+            self._cancelled = cancel
+            if cancel:
+                while self._pending:
+                    self._pending.popleft()[1].cancel()
+                for run in self._running.values():
+                    run.process.kill()
+        self._wake_w.send_bytes(b"x")
+        self._pump.join(timeout=30)
+        for run in list(self._running.values()):
+            run.process.join(timeout=5)
+
+    def _options(self, slot: int) -> WorkerOptions:
+        env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+        gpu = self.gpus[slot % len(self.gpus)] if self.gpus else None
+        return WorkerOptions(str(self.store.root), self.threads, gpu, tuple(sys.path), env)
+
+    def _launch(self) -> None:
+        while self._pending and self._free_slots and not self._cancelled:
+            spec, future = self._pending.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            slot = self._free_slots.pop(0)
+            run_id = uuid.uuid4().hex
+            process = self._mp.Process(
+                target=process_main, args=(spec.to_json(), run_id, self._options(slot)), daemon=True
+            )
+            process.start()
+            self._running[process.sentinel] = _Running(
+                process, spec, future, run_id, time.monotonic(), utc_now(), slot
+            )
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if self._stop and not self._running and (self._cancelled or not self._pending):
+                    return
+                self._launch()
+                sentinels = list(self._running)
+                deadline = self._next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = wait([self._wake_r, *sentinels], timeout=timeout)
+            if self._wake_r in ready:
+                while self._wake_r.poll():
+                    self._wake_r.recv_bytes()
+            with self._lock:
+                self._reap()
+
+    def _next_deadline(self) -> float | None:
+        if self.timeout_s is None or not self._running:
+            return None
+        return min(r.started for r in self._running.values()) + self.timeout_s
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for sentinel, run in list(self._running.items()):
+            timed_out = self.timeout_s is not None and now - run.started > self.timeout_s
+            if run.process.exitcode is None and not timed_out:
+                continue
+            if run.process.exitcode is None:
+                run.process.kill()
+                run.process.join()
+            del self._running[sentinel]
+            self._free_slots.append(run.slot)
+            if self._cancelled:
+                run.future.set_exception(CancelledError(f"{run.spec.label()} was cancelled"))
+                continue
+            try:
+                run.future.set_result(self._record_of(run, timed_out, now - run.started))
+            except Exception as err:  # a store error must not kill the pump
+                run.future.set_exception(err)
+
+    def _record_of(self, run: _Running, timed_out: bool, elapsed: float) -> Record:
+        if not timed_out:
+            try:
+                record = self.store.read(run.spec.key)
+            except InvalidRecordError:
+                record = None
+            if record is not None and record.data.get("run_id") == run.run_id:
+                return record
+        if timed_out:
+            status, error = (
+                "timeout",
+                {
+                    "type": "Timeout",
+                    "message": f"run exceeded its timeout of {self.timeout_s:g} s and was killed",
+                    "traceback": "",
+                },
+            )
+        else:
+            status, error = (
+                "failed",
+                {
+                    "type": "WorkerDied",
+                    "message": f"worker exited with code {run.process.exitcode} without writing a record",
+                    "traceback": "",
+                },
+            )
+        data = build_record(run.spec, run.run_id, status, {}, error, run.started_at, elapsed)
+        self.store.write(data)
+        return Record(data)

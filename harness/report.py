@@ -1,0 +1,239 @@
+"""Leaderboard output: a rich table for the terminal, Markdown, CSV, and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from dataclasses import dataclass
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from harness.aggregate import Cell, cells, mean_ranks, ranks
+from harness.leaderboard import Leaderboard, PlannedRun
+from harness.store import Record
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything a report shows, computed once."""
+
+    board: Leaderboard
+    tasks: list[str]
+    methods: list[str]
+    cells: dict[tuple[str, str], Cell]
+    ranks: dict[tuple[str, str], int]
+    mean_ranks: dict[str, float]
+
+    @classmethod
+    def build(
+        cls, board: Leaderboard, plan: list[PlannedRun], records: dict[str, Record], metric: str | None = None
+    ) -> Summary:
+        cell_list = cells(board, plan, records, metric)
+        rank_map = ranks(board, cell_list)
+        tasks = list(dict.fromkeys(r.task for r in plan))
+        methods = list(dict.fromkeys(r.method for r in plan))
+        return cls(
+            board, tasks, methods, {(c.task, c.method): c for c in cell_list}, rank_map, mean_ranks(rank_map)
+        )
+
+    def metric_of(self, task: str) -> str:
+        return next(c.metric for c in self.cells.values() if c.task == task)
+
+    def text(self, task: str, method: str) -> str:
+        cell = self.cells.get((task, method))
+        if cell is None:
+            return "n/a"
+        if cell.status == "failed":
+            return f"failed ({cell.planned - cell.n}/{cell.planned})"
+        if cell.status == "missing":
+            return f"missing ({cell.planned - cell.n}/{cell.planned})"
+        return f"{cell.mean:.4f} ± {cell.std:.4f}"
+
+    def seeds_text(self) -> str:
+        counts = sorted({c.planned for c in self.cells.values()})
+        return f"n={'/'.join(map(str, counts))} seeds"
+
+    def is_best(self, task: str, method: str) -> bool:
+        return self.ranks.get((task, method)) == 1
+
+    def rank_text(self, method: str) -> str:
+        value = self.mean_ranks.get(method)
+        return "—" if value is None else f"{value:.2f}"
+
+    def failures(self) -> list[str]:
+        return [f"{c.task} × {c.method}: {c.reason}" for c in self.cells.values() if c.status == "failed"]
+
+    def ordered_methods(self) -> list[str]:
+        return sorted(self.methods, key=lambda m: self.mean_ranks.get(m, math.inf))
+
+
+def render_table(summary: Summary, console: Console) -> None:
+    table = Table(
+        title=f"{summary.board.name} ({summary.board.scale} scale)",
+        caption=f"mean ± std over "
+        f"{summary.seeds_text()}; ★ best in task; a failed or missing seed leaves the cell empty",
+    )
+    table.add_column("method", style="bold")
+    for task in summary.tasks:
+        arrow = (
+            "↑" if summary.board.task_class(task).metric(summary.metric_of(task)).higher_is_better else "↓"
+        )
+        table.add_column(f"{task}\n{summary.metric_of(task)} {arrow}", justify="right")
+    table.add_column("mean rank", justify="right")
+    for method in summary.ordered_methods():
+        row = []
+        for task in summary.tasks:
+            text = summary.text(task, method)
+            cell = summary.cells.get((task, method))
+            if summary.is_best(task, method):
+                text = f"[bold green]★ {text}[/]"
+            elif cell is not None and cell.status != "ok":
+                text = f"[red]{text}[/]"
+            row.append(text)
+        table.add_row(method, *row, summary.rank_text(method))
+    console.print(table)
+    for line in summary.failures():
+        console.print(f"[red]failed:[/] {line}", highlight=False)
+
+
+def render_markdown(summary: Summary) -> str:
+    head = ["method", *[f"{t} ({summary.metric_of(t)})" for t in summary.tasks], "mean rank"]
+    lines = [
+        f"# {summary.board.name} ({summary.board.scale} scale)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for method in summary.ordered_methods():
+        row = [method]
+        for task in summary.tasks:
+            text = summary.text(task, method)
+            row.append(f"**{text}** ★" if summary.is_best(task, method) else text)
+        lines.append("| " + " | ".join([*row, summary.rank_text(method)]) + " |")
+    lines += [
+        "",
+        f"mean ± std over {summary.seeds_text()}; ★ best in task; a failed or missing seed leaves the "
+        "cell empty.",
+    ]
+    lines += [f"- failed: {f}" for f in summary.failures()]
+    return "\n".join(lines) + "\n"
+
+
+def cell_frame(summary: Summary) -> pl.DataFrame:
+    rows = [
+        {
+            "task": c.task,
+            "method": c.method,
+            "metric": c.metric,
+            "status": c.status,
+            "mean": c.mean,
+            "std": c.std,
+            "n": c.n,
+            "planned": c.planned,
+            "rank": summary.ranks.get((c.task, c.method)),
+            "reason": c.reason,
+        }
+        for c in summary.cells.values()
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "task": pl.String,
+            "method": pl.String,
+            "metric": pl.String,
+            "status": pl.String,
+            "mean": pl.Float64,
+            "std": pl.Float64,
+            "n": pl.Int64,
+            "planned": pl.Int64,
+            "rank": pl.Int64,
+            "reason": pl.String,
+        },
+    )
+
+
+def render_csv(summary: Summary) -> str:
+    buffer = io.StringIO()
+    cell_frame(summary).write_csv(buffer)
+    return buffer.getvalue()
+
+
+def render_html(summary: Summary, extra_sections: list[str] | None = None) -> str:
+    """One self-contained page: the table, then one bar chart per task with std error bars (inline SVG)."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(t)}<br><small>{esc(summary.metric_of(t))}</small></th>" for t in summary.tasks)
+    body = []
+    for method in summary.ordered_methods():
+        tds = []
+        for task in summary.tasks:
+            cell = summary.cells.get((task, method))
+            cls = "best" if summary.is_best(task, method) else ("bad" if cell and cell.status != "ok" else "")
+            tds.append(f'<td class="{cls}">{esc(summary.text(task, method))}</td>')
+        body.append(f"<tr><th>{esc(method)}</th>{''.join(tds)}<td>{summary.rank_text(method)}</td></tr>")
+    charts = "".join(_chart(summary, task) for task in summary.tasks)
+    failures = "".join(f"<li>{esc(f)}</li>" for f in summary.failures())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{esc(summary.board.name)} leaderboard</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} th:first-child{{text-align:left}}
+td.best{{background:#d9f2d9;font-weight:bold}} td.bad{{color:#b00}}
+.charts{{display:flex;flex-wrap:wrap;gap:1em}}
+figure{{margin:0}} figcaption{{font-size:90%;text-align:center}}
+</style></head><body>
+<h1>{esc(summary.board.name)} <small>({esc(summary.board.scale)} scale)</small></h1>
+<p>{esc(summary.board.description)}</p>
+<table><tr><th>method</th>{head}<th>mean rank</th></tr>{"".join(body)}</table>
+<p><small>mean ± std over {summary.seeds_text()}; green: best in task;
+a failed or missing seed leaves the cell empty.</small></p>
+{f"<h2>Failures</h2><ul>{failures}</ul>" if failures else ""}
+<h2>Primary metric per task</h2><div class="charts">{charts}</div>
+{"".join(extra_sections or [])}
+</body></html>
+"""
+
+
+def _chart(summary: Summary, task: str, width: int = 360, bar_h: int = 22) -> str:
+    """Horizontal bars of the cell means with ±std whiskers; missing cells are listed, not drawn."""
+    esc = html.escape
+    done = [
+        (m, summary.cells[(task, m)])
+        for m in summary.methods
+        if (task, m) in summary.cells and summary.cells[(task, m)].mean is not None
+    ]
+    if not done:
+        return f"<figure><figcaption>{esc(task)}: no complete cell</figcaption></figure>"
+    lows = [c.mean - (c.std or 0) for _, c in done]
+    highs = [c.mean + (c.std or 0) for _, c in done]
+    lo, hi = min(0.0, min(lows)), max(highs)
+    span = (hi - lo) or 1.0
+    left, plot_w = 110, width - 130
+    x = lambda v: left + (v - lo) / span * plot_w  # noqa: E731
+    parts = []
+    for i, (method, cell) in enumerate(done):
+        y = 10 + i * bar_h
+        best = summary.is_best(task, method)
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 14}" font-size="11" text-anchor="end">{esc(method)}</text>'
+        )
+        parts.append(
+            f'<rect x="{x(lo):.1f}" y="{y + 3}" width="{x(cell.mean) - x(lo):.1f}" height="{bar_h - 8}" '
+            f'fill="{"#3a9a3a" if best else "#6b8fc7"}">'
+            f"<title>{cell.mean:.4f} ± {cell.std:.4f}</title></rect>"
+        )
+        std = cell.std or 0.0
+        parts.append(
+            f'<line x1="{x(cell.mean - std):.1f}" x2="{x(cell.mean + std):.1f}" y1="{y + 11}" '
+            f'y2="{y + 11}" stroke="#222" stroke-width="1.5"/>'
+        )
+    height = 20 + len(done) * bar_h
+    parts.append(f'<text x="{left}" y="{height - 2}" font-size="10">{lo:.3g}</text>')
+    parts.append(
+        f'<text x="{left + plot_w}" y="{height - 2}" font-size="10" text-anchor="end">{hi:.3g}</text>'
+    )
+    size = f'width="{width}" height="{height + 4}"'
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" {size}>{"".join(parts)}</svg>'
+    return f"<figure>{svg}<figcaption>{esc(task)}: {esc(summary.metric_of(task))}</figcaption></figure>"

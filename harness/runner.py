@@ -1,0 +1,115 @@
+"""Running a plan: skip what the store already holds, execute the rest, show progress, survive Ctrl-C."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from harness.executors import Executor
+from harness.leaderboard import PlannedRun
+from harness.store import Record, ResultStore
+
+
+class RerunPolicy(StrEnum):
+    NEVER = "never"  # any stored record, ok or not, is final
+    FAILED = "failed"  # failed and timed-out runs are redone
+    ALWAYS = "always"  # everything is redone
+
+
+@dataclass
+class Outcome:
+    planned: int
+    cached: int
+    records: dict[str, Record] = field(default_factory=dict)
+    failed: list[Record] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def split_plan(
+    plan: list[PlannedRun], store: ResultStore, rerun: RerunPolicy
+) -> tuple[list[PlannedRun], dict[str, Record], list[str]]:
+    """The runs to execute, the stored records that stand, and a message per invalid record."""
+    found, problems = store.read_many([r.spec.key for r in plan])
+    keep = {}
+    for key, record in found.items():
+        if rerun == RerunPolicy.NEVER or (rerun == RerunPolicy.FAILED and record.status == "ok"):
+            keep[key] = record
+    todo = list({r.spec.key: r for r in plan if r.spec.key not in keep}.values())
+    return todo, keep, problems
+
+
+def execute(
+    plan: list[PlannedRun],
+    store: ResultStore,
+    make_executor: Callable[[], Executor],
+    rerun: RerunPolicy,
+    console: Console,
+    show_progress: bool = True,
+) -> Outcome:
+    todo, records, problems = split_plan(plan, store, rerun)
+    outcome = Outcome(planned=len(plan), cached=len(records), records=dict(records), problems=problems)
+    for message in problems:
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    if not todo:
+        _collect_failures(outcome)
+        return outcome
+    executor = make_executor()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("running {task.fields[running]}"),
+        TextColumn("[red]failed {task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=False,
+    )
+    futures = {executor.submit(run.spec): run for run in todo}
+    try:
+        with progress:
+            bar = progress.add_task(f"runs ({outcome.cached} cached)", total=len(todo), running=0, failed=0)
+            pending = set(futures)
+            while pending:
+                done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    record = future.result()
+                    outcome.records[record.key] = record
+                    if record.status != "ok":
+                        outcome.failed.append(record)
+                        progress.console.print(
+                            f"[red]{record.status}:[/] {futures[future].spec.label()}: {record.reason}",
+                            highlight=False,
+                        )
+                progress.update(
+                    bar,
+                    completed=len(futures) - len(pending),
+                    running=executor.running(),
+                    failed=len(outcome.failed),
+                )
+        executor.shutdown()
+    except KeyboardInterrupt:
+        executor.shutdown(cancel=True)
+        outcome.interrupted = True
+    _collect_failures(outcome)
+    return outcome
+
+
+def _collect_failures(outcome: Outcome) -> None:
+    seen = {r.key for r in outcome.failed}
+    outcome.failed += [r for r in outcome.records.values() if r.status != "ok" and r.key not in seen]

@@ -1,0 +1,174 @@
+"""Executes one run spec inside its own process and writes its record.
+
+Whatever happens inside the task or method (an exception, NaN metrics) ends as a record: status ok when
+every declared metric is a finite number, failed otherwise, with the reason and traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from harness.artifacts import ArtifactCache
+from harness.context import RunContext, seed_everything
+from harness.environment import environment
+from harness.registries import METHODS, TASKS
+from harness.spec import RunSpec
+from harness.store import RECORD_SCHEMA, ResultStore
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What the parent hands each worker: where to write, how many threads, which GPU, its environment."""
+
+    results_root: str
+    threads: int
+    gpu: int | None = None
+    sys_path: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def process_main(spec_json: dict[str, Any], run_id: str, options: WorkerOptions) -> None:
+    """Entry point of a worker process: the parent owns Ctrl-C, so the worker ignores SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.update(options.env)
+    if options.sys_path:
+        sys.path[:] = list(options.sys_path)
+    if options.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)
+    record = run_spec(RunSpec.from_json(spec_json), ResultStore(options.results_root), options, run_id)
+    ResultStore(options.results_root).write(record)
+
+
+def set_threads(threads: int) -> None:
+    """Threads per worker: oversubscribed cores made torch 11x slower here, so each worker gets its share."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def pick_device(gpu: int | None) -> str:
+    if gpu is None:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: str) -> dict[str, Any]:
+    """Run `spec` in this process and return its record (not yet written)."""
+    started_at = utc_now()
+    start = time.perf_counter()
+    status, metrics, error = "failed", {}, None
+    device = "cpu"
+    ctx: RunContext | None = None
+    try:
+        set_threads(options.threads)
+        device = pick_device(options.gpu)
+        task_cls = TASKS.get(spec.task.name)
+        method_cls = METHODS.get(spec.method.name)
+        for ref, cls in ((spec.task, task_cls), (spec.method, method_cls)):
+            if ref.version != cls.version:
+                raise RuntimeError(
+                    f"{ref.name} is version {cls.version} here, the spec asks for {ref.version}"
+                )
+        seed_everything(spec.seed)
+        ctx = RunContext(spec.seed, device, options.threads, ArtifactCache(store.artifacts_dir))
+        task = task_cls(**spec.task.params_dict())
+        method = method_cls(**spec.method.params_dict())
+        values = task.run(method, ctx)
+        metrics = _metric_entries(task_cls, values)
+        bad = [name for name, entry in metrics.items() if not _finite(entry["value"])]
+        if bad:
+            shown = ", ".join(f"{b}={metrics[b]['value']}" for b in bad)
+            raise FloatingPointError(f"metric(s) not finite: {shown}")
+        status = "ok"
+    except Exception as err:
+        error = {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}
+        metrics = {k: {**v, "value": v["value"] if _finite(v["value"]) else None} for k, v in metrics.items()}
+    return build_record(
+        spec,
+        run_id,
+        status,
+        metrics,
+        error,
+        started_at,
+        time.perf_counter() - start,
+        phases=ctx.phases if ctx else {},
+        device=device,
+        threads=options.threads,
+    )
+
+
+def build_record(
+    spec: RunSpec,
+    run_id: str,
+    status: str,
+    metrics: dict[str, Any],
+    error: dict[str, str] | None,
+    started_at: str,
+    wall_seconds: float,
+    phases: dict[str, float] | None = None,
+    device: str = "cpu",
+    threads: int = 1,
+) -> dict[str, Any]:
+    return {
+        "schema": RECORD_SCHEMA,
+        "key": spec.key,
+        "run_id": run_id,
+        "spec": spec.to_json(),
+        "status": status,
+        "metrics": metrics,
+        "error": error,
+        "phases": phases or {},
+        "wall_seconds": wall_seconds,
+        "peak_memory_mb": _peak_memory_mb(),
+        "device": device,
+        "threads": threads,
+        "environment": environment(),
+        "started_at": started_at,
+        "ended_at": utc_now(),
+    }
+
+
+def _metric_entries(task_cls: Any, values: dict[str, float]) -> dict[str, dict[str, Any]]:
+    declared = {m.name: m for m in task_cls.metrics}
+    missing = sorted(set(declared) - set(values))
+    if missing:
+        raise KeyError(f"task returned no value for metric(s) {', '.join(missing)}")
+    out = {}
+    for name, value in values.items():
+        metric = declared.get(name)
+        higher = metric.higher_is_better if metric else True
+        out[name] = {"value": float(value) if value is not None else None, "higher_is_better": higher}
+    return out
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _peak_memory_mb() -> dict[str, float]:
+    out = {"cpu_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.max_memory_allocated() / 2**20
+    return out

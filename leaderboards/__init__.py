@@ -1,0 +1,1 @@
+"""Leaderboard definitions (YAML), saved baselines and papers' reported numbers, shipped as package data."""

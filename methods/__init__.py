@@ -1,0 +1,1 @@
+"""Method families: one subpackage each, one module per method."""

@@ -1,0 +1,17 @@
+"""Tabular methods: scikit-learn's classic classifiers (Hopular joins later)."""
+
+from methods.tabular import (
+    gradient_boosting as gradient_boosting,
+)
+from methods.tabular import (
+    logistic_regression as logistic_regression,
+)
+from methods.tabular import (
+    mlp as mlp,
+)
+from methods.tabular import (
+    random_forest as random_forest,
+)
+from methods.tabular import (
+    svm as svm,
+)

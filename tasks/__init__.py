@@ -1,0 +1,1 @@
+"""Task families: one subpackage each, with its datasets, evaluation protocol and method protocol."""

@@ -1,0 +1,113 @@
+"""Loading tables into a numeric matrix and integer labels: scikit-learn's sets, OpenML, local files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import UserError
+
+SKLEARN_DATASETS = ("breast_cancer", "wine", "digits", "iris")
+
+
+@dataclass(frozen=True)
+class TabularData:
+    X: np.ndarray  # (rows, features) float64, NaN where missing
+    y: np.ndarray  # (rows,) int64 class index
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    source: str
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_sklearn(name: str) -> TabularData:
+    from sklearn import datasets
+
+    if name not in SKLEARN_DATASETS:
+        raise UserError(
+            f"unknown scikit-learn dataset '{name}' (expected one of {', '.join(SKLEARN_DATASETS)})"
+        )
+    bunch = getattr(datasets, f"load_{name}")()
+    names = getattr(bunch, "target_names", None)
+    classes = tuple(str(c) for c in (names if names is not None else np.unique(bunch.target)))
+    features = tuple(str(f) for f in getattr(bunch, "feature_names", range(bunch.data.shape[1])))
+    return TabularData(
+        bunch.data.astype(np.float64), bunch.target.astype(np.int64), features, classes, f"sklearn:{name}"
+    )
+
+
+def load_openml(data_id: int, target: str | None = None) -> TabularData:
+    """An OpenML dataset by id (needs a network once; scikit-learn caches it under the logitbench cache)."""
+    from sklearn.datasets import fetch_openml
+
+    from harness.assets import cache_root
+
+    try:
+        bunch = fetch_openml(
+            data_id=data_id,
+            as_frame=True,
+            data_home=str(cache_root() / "openml"),
+            target_column=target or "default-target",
+        )
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"OpenML dataset {data_id} could not be loaded ({type(err).__name__}: {err}); "
+            "it needs a network the first time"
+        ) from None
+    import polars as pl
+
+    frame = pl.from_pandas(bunch.frame)
+    target_name = target or (bunch.target_names[0] if bunch.target_names else None)
+    if target_name is None:
+        raise UserError(f"OpenML dataset {data_id} declares no default target; set the task param 'target'")
+    return frame_to_data(frame, target_name, f"openml:{data_id}")
+
+
+def load_table(path: str, target: str) -> TabularData:
+    """A local CSV or parquet file with a named target column."""
+    import polars as pl
+
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise UserError(f"table file {file} does not exist")
+    try:
+        if file.suffix.lower() == ".parquet":
+            frame = pl.read_parquet(file)
+        elif file.suffix.lower() in (".csv", ".tsv"):
+            frame = pl.read_csv(
+                file, separator="\t" if file.suffix.lower() == ".tsv" else ",", infer_schema_length=10_000
+            )
+        else:
+            raise UserError(f"table file {file}: expected a .csv, .tsv or .parquet file")
+    except pl.exceptions.PolarsError as err:
+        raise UserError(f"table file {file} cannot be read: {str(err).splitlines()[0]}") from None
+    return frame_to_data(frame, target, str(file))
+
+
+def frame_to_data(frame, target: str, source: str) -> TabularData:  # type: ignore[no-untyped-def]
+    """Numeric columns as floats (nulls as NaN), text columns one-hot, the target label-encoded."""
+    import polars as pl
+
+    if target not in frame.columns:
+        raise UserError(f"{source}: target column '{target}' not found (columns: {', '.join(frame.columns)})")
+    labels = frame.get_column(target)
+    if labels.null_count():
+        raise UserError(f"{source}: target column '{target}' has {labels.null_count()} empty value(s)")
+    features = frame.drop(target)
+    if features.width == 0:
+        raise UserError(f"{source}: no feature columns besides the target '{target}'")
+    categorical = [c for c, t in features.schema.items() if not (t.is_numeric() or t == pl.Boolean)]
+    if categorical:
+        features = features.with_columns(pl.col(categorical).cast(pl.String)).to_dummies(categorical)
+    X = features.with_columns(pl.all().cast(pl.Float64)).to_numpy().astype(np.float64)
+    classes, y = np.unique(labels.cast(pl.String).to_numpy(), return_inverse=True)
+    if len(classes) < 2:
+        raise UserError(
+            f"{source}: target column '{target}' has a single class; a classifier needs two or more"
+        )
+    return TabularData(X, y.astype(np.int64), tuple(features.columns), tuple(str(c) for c in classes), source)

@@ -1,0 +1,28 @@
+"""What a tabular method must provide: a fresh, unfitted classifier with `fit` and `predict_proba`."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from harness.components import Method
+
+
+class TabularMethod(Method):
+    protocol_of = "tabular"
+
+    @abc.abstractmethod
+    def make_estimator(self, seed: int, n_classes: int) -> Any:
+        """An unfitted estimator (scikit-learn API: fit(X, y), predict_proba(X), classes_)."""
+
+
+def with_imputation(estimator: Any, scale: bool) -> Any:
+    """Missing values filled with the training median (and features standardised when `scale`)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    steps = [SimpleImputer(strategy="median", keep_empty_features=True)]
+    if scale:
+        steps.append(StandardScaler())
+    return make_pipeline(*steps, estimator)
