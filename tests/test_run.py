@@ -1,0 +1,126 @@
+"""End to end through the CLI: caching, failures, timeouts, rerun policies, output formats."""
+
+from __future__ import annotations
+
+import json
+
+from harness.cli import main
+from harness.store import ResultStore
+
+BOARD = """
+name: diag
+scale: cpu
+seeds: [0, 1, 2]
+timeout_s: 5
+tasks: [diag/echo]
+methods:
+  - {name: diag-constant, params: {jitter: 0.1}}
+  - {name: diag-constant, params: {value: 0.5}, label: half}
+"""
+
+
+def _records(results):
+    store = ResultStore(results)
+    return {k: store.read(k) for k in store.all_keys()}
+
+
+def test_run_stores_records_and_a_second_run_does_no_work(board_file, results, capsys):
+    path = board_file(BOARD)
+    assert main(["run", str(path), "--workers", "2", "--no-progress"]) == 0
+    first = _records(results)
+    assert len(first) == 6 and all(r.status == "ok" for r in first.values())
+    scores = sorted(r.metric("score") for r in first.values())
+    assert scores == sorted([0.5, 0.5, 0.5, 1.0, 1.1, 1.2])
+    record = next(iter(first.values()))
+    assert record.data["environment"]["git_commit"] and "score" in record.data["phases"]
+    assert record.data["threads"] >= 1 and record.data["device"] == "cpu"
+    out = capsys.readouterr().out
+    assert "6 runs: 0 cached, 6 ran, 0 failed" in out
+
+    assert main(["run", str(path), "--no-progress"]) == 0
+    assert "6 runs: 6 cached, 0 ran" in capsys.readouterr().out
+    assert {k: r.data["run_id"] for k, r in _records(results).items()} == {
+        k: r.data["run_id"] for k, r in first.items()
+    }
+
+
+def test_dry_run_prints_the_plan_without_running(board_file, results, capsys):
+    assert main(["run", str(board_file(BOARD)), "--dry-run"]) == 0
+    assert "6 to run, 0 cached" in capsys.readouterr().out
+    assert not results.exists()
+
+
+def test_raising_nan_and_hanging_methods_become_failed_records_and_others_finish(board_file, results, capsys):
+    text = """
+name: bad
+seeds: [0]
+timeout_s: 2
+tasks: [diag/echo]
+methods: [diag-constant, diag-raise, diag-nan, {name: diag-sleep, params: {seconds: 60}}]
+"""
+    assert main(["run", str(board_file(text)), "--workers", "2", "--no-progress"]) == 1
+    by_method = {r.spec.method.name: r for r in _records(results).values()}
+    assert by_method["diag-constant"].status == "ok"
+    assert by_method["diag-raise"].status == "failed"
+    assert "diag-raise always raises" in by_method["diag-raise"].data["error"]["traceback"]
+    assert by_method["diag-nan"].status == "failed" and "not finite" in by_method["diag-nan"].reason
+    assert by_method["diag-sleep"].status == "timeout" and "timeout of 2 s" in by_method["diag-sleep"].reason
+    out = capsys.readouterr().out
+    for name in ("diag-raise", "diag-nan", "diag-sleep"):
+        assert name in out.split("failed\n")[-1] or name in out
+
+
+def test_rerun_policies(board_file, results, capsys):
+    text = "name: p\nseeds: [0]\ntasks: [diag/echo]\nmethods: [diag-constant, diag-raise]\n"
+    path = str(board_file(text))
+    main(["run", path, "--no-progress"])
+    ids = {r.spec.method.name: r.data["run_id"] for r in _records(results).values()}
+    main(["run", path, "--no-progress", "--rerun", "never"])
+    assert {r.spec.method.name: r.data["run_id"] for r in _records(results).values()} == ids
+    main(["run", path, "--no-progress"])  # default: failed runs are redone
+    after = {r.spec.method.name: r.data["run_id"] for r in _records(results).values()}
+    assert after["diag-constant"] == ids["diag-constant"] and after["diag-raise"] != ids["diag-raise"]
+    main(["run", path, "--no-progress", "--rerun", "always"])
+    again = {r.spec.method.name: r.data["run_id"] for r in _records(results).values()}
+    assert again["diag-constant"] != ids["diag-constant"]
+
+
+def test_corrupt_record_is_reported_and_redone(board_file, results, capsys):
+    path = str(board_file(BOARD))
+    main(["run", path, "--no-progress"])
+    store = ResultStore(results)
+    key = store.all_keys()[0]
+    store.path(key).write_text('{"schema": 1, "key": "trunc')
+    assert main(["run", path, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "not valid JSON" in out and "5 cached, 1 ran" in out
+    assert store.read(key).status == "ok"
+
+
+def test_show_formats(board_file, results, tmp_path, capsys):
+    path = str(board_file(BOARD))
+    main(["run", path, "--no-progress"])
+    capsys.readouterr()
+    assert main(["show", path, "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert "| diag-constant | **1.1000 ± 0.1000** ★ | 1.00 |" in md
+    assert main(["show", path, "--format", "csv"]) == 0
+    assert "task,method,metric,status,mean,std,n,planned,rank,reason" in capsys.readouterr().out
+    html_file = tmp_path / "r.html"
+    assert main(["show", path, "--format", "html", "-o", str(html_file)]) == 0
+    page = html_file.read_text()
+    assert page.count("<svg") == 1 and "<script" not in page and "http" not in page.replace(
+        "http://www.w3.org/2000/svg", "")
+    parquet = tmp_path / "r.parquet"
+    assert main(["show", path, "--format", "parquet", "-o", str(parquet)]) == 0
+    import polars as pl
+
+    frame = pl.read_parquet(parquet)
+    assert frame.filter(pl.col("metric") == "score").height == 6
+
+
+def test_record_json_carries_versions_and_times(board_file, results):
+    main(["run", str(board_file(BOARD)), "--no-progress"])
+    data = json.loads(next((results / "runs").rglob("*.json")).read_text())
+    assert {"python", "numpy", "logitbench"} <= set(data["environment"]["packages"])
+    assert data["started_at"] <= data["ended_at"] and data["peak_memory_mb"]["cpu_rss"] > 0
