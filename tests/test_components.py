@@ -14,7 +14,9 @@ def test_coerce_accepts_ints_as_floats_and_lists_as_tuples():
     assert coerce(None, int | None, "x") is None
 
 
-@pytest.mark.parametrize(("value", "annotation"), [("3", float), (True, int), (1.5, int), (["a"], tuple[int, ...])])
+@pytest.mark.parametrize(
+    ("value", "annotation"), [("3", float), (True, int), (1.5, int), (["a"], tuple[int, ...])]
+)
 def test_coerce_rejects_wrong_types_naming_the_field(value, annotation):
     with pytest.raises(UserError, match="parameter 'C'"):
         coerce(value, annotation, "parameter 'C'")

@@ -20,8 +20,12 @@ methods:
 def test_plan_crosses_tasks_methods_and_seeds(board_file):
     board = lb.load(str(board_file(GOOD)))
     plan = board.plan()
-    assert [(r.method, r.spec.seed) for r in plan] == [("diag-constant", 0), ("diag-constant", 1), ("two", 0),
-                                                        ("two", 1)]
+    assert [(r.method, r.spec.seed) for r in plan] == [
+        ("diag-constant", 0),
+        ("diag-constant", 1),
+        ("two", 0),
+        ("two", 1),
+    ]
     assert plan[2].spec.method.params_dict()["value"] == 2.0
     assert [r.spec.seed for r in board.plan(methods=["two"], seeds=[5])] == [5]
 
@@ -39,14 +43,21 @@ def test_families_expand_to_their_parameter_free_tasks_and_methods():
     [
         ("name: x\nseeds: [0\n", r"line \d+, column \d+: malformed YAML"),
         ("name: x\nsceds: [0]\ntasks: [diag/echo]\nmethods: [diag-nan]\n", "unknown field.*sceds"),
-        ("name: x\ntasks: [diag/ech]\nmethods: [diag-nan]\n", r"tasks\[0\]: unknown task 'diag/ech'; did you mean"),
+        (
+            "name: x\ntasks: [diag/ech]\nmethods: [diag-nan]\n",
+            r"tasks\[0\]: unknown task 'diag/ech'; did you mean",
+        ),
         ("name: x\nscale: huge\ntasks: [diag/echo]\nmethods: [diag-nan]\n", "field 'scale' is 'huge'"),
         ("name: x\nseeds: [a]\ntasks: [diag/echo]\nmethods: [diag-nan]\n", "field 'seeds' must be"),
-        ("name: x\ntasks: [diag/echo]\nmethods: [{name: diag-sleep, params: {seconds: fast}}]\n",
-         "parameter 'seconds' of method 'diag-sleep': expected float"),
+        (
+            "name: x\ntasks: [diag/echo]\nmethods: [{name: diag-sleep, params: {seconds: fast}}]\n",
+            "parameter 'seconds' of method 'diag-sleep': expected float",
+        ),
         ("name: x\ntasks: [diag/echo]\nmethods: [logreg]\n", "no compatible"),
-        ("name: x\ntasks: [diag/echo, tabular/iris]\nmethods: [diag-nan, logreg, {name: logreg, label: diag-nan}]\n",
-         "label.*diag-nan appear twice"),
+        (
+            "name: x\ntasks: [diag/echo, tabular/iris]\nmethods: [diag-nan, logreg, {name: logreg, label: diag-nan}]\n",
+            "label.*diag-nan appear twice",
+        ),
     ],
 )
 def test_bad_leaderboards_are_one_line_errors_naming_file_and_field(board_file, text, message):

@@ -15,7 +15,8 @@ from harness.registry import Registry
 @pytest.fixture
 def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Lay out what `pip install` leaves for a plugin package: its module and a dist-info with entry points."""
-    (tmp_path / "my_plugin.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_plugin.py").write_text(
+        textwrap.dedent("""
         from dataclasses import dataclass
         from tasks.tabular.protocol import TabularMethod
 
@@ -27,11 +28,14 @@ def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 from sklearn.neighbors import NearestCentroid as NC
                 from sklearn.calibration import CalibratedClassifierCV
                 return CalibratedClassifierCV(NC(shrink_threshold=self.shrink or None), cv=3)
-    """))
+    """)
+    )
     dist = tmp_path / "my_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[logitbench.methods]\nnearest-centroid = my_plugin:NearestCentroid\n")
+    (dist / "entry_points.txt").write_text(
+        "[logitbench.methods]\nnearest-centroid = my_plugin:NearestCentroid\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
     sys.modules.pop("my_plugin", None)

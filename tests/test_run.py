@@ -109,8 +109,11 @@ def test_show_formats(board_file, results, tmp_path, capsys):
     html_file = tmp_path / "r.html"
     assert main(["show", path, "--format", "html", "-o", str(html_file)]) == 0
     page = html_file.read_text()
-    assert page.count("<svg") == 1 and "<script" not in page and "http" not in page.replace(
-        "http://www.w3.org/2000/svg", "")
+    assert (
+        page.count("<svg") == 1
+        and "<script" not in page
+        and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+    )
     parquet = tmp_path / "r.parquet"
     assert main(["show", path, "--format", "parquet", "-o", str(parquet)]) == 0
     import polars as pl

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from harness.errors import UserError
 
@@ -54,24 +55,38 @@ def load_openml(data_id: int, target: str | None = None) -> TabularData:
             data_home=str(cache_root() / "openml"),
             target_column=target or "default-target",
         )
+    except ImportError as err:
+        raise UserError(
+            f"OpenML loading needs pandas ({err}); install it: pip install 'logitbench[hub]'"
+        ) from None
     except (OSError, ValueError) as err:
         raise UserError(
             f"OpenML dataset {data_id} could not be loaded ({type(err).__name__}: {err}); "
             "it needs a network the first time"
         ) from None
-    import polars as pl
-
-    frame = pl.from_pandas(bunch.frame)
+    frame = _from_pandas(bunch.frame)
     target_name = target or (bunch.target_names[0] if bunch.target_names else None)
     if target_name is None:
         raise UserError(f"OpenML dataset {data_id} declares no default target; set the task param 'target'")
     return frame_to_data(frame, target_name, f"openml:{data_id}")
 
 
+def _from_pandas(frame) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """Column by column (numbers as floats, anything else as text), so pyarrow is not needed."""
+    import pandas as pd
+
+    columns = {}
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_numeric_dtype(col) and not isinstance(col.dtype, pd.CategoricalDtype):
+            columns[str(name)] = pl.Series(col.to_numpy(dtype=np.float64, na_value=np.nan))
+        else:
+            columns[str(name)] = pl.Series([None if pd.isna(v) else str(v) for v in col], dtype=pl.String)
+    return pl.DataFrame(columns)
+
+
 def load_table(path: str, target: str) -> TabularData:
     """A local CSV or parquet file with a named target column."""
-    import polars as pl
-
     file = Path(path).expanduser()
     if not file.exists():
         raise UserError(f"table file {file} does not exist")
@@ -89,10 +104,8 @@ def load_table(path: str, target: str) -> TabularData:
     return frame_to_data(frame, target, str(file))
 
 
-def frame_to_data(frame, target: str, source: str) -> TabularData:  # type: ignore[no-untyped-def]
+def frame_to_data(frame: pl.DataFrame, target: str, source: str) -> TabularData:
     """Numeric columns as floats (nulls as NaN), text columns one-hot, the target label-encoded."""
-    import polars as pl
-
     if target not in frame.columns:
         raise UserError(f"{source}: target column '{target}' not found (columns: {', '.join(frame.columns)})")
     labels = frame.get_column(target)
