@@ -23,17 +23,10 @@ from typing import Any
 
 from harness.spec import RunSpec
 from harness.store import InvalidRecordError, Record, ResultStore
-from harness.worker import WorkerOptions, build_record, process_main, utc_now
+from harness.worker import SYS_PATH_ENV, WorkerOptions, build_record, process_main, utc_now
 
-PRELOAD = [
-    "harness.worker",
-    "numpy",
-    "scipy.stats",
-    "sklearn.base",
-    "torch",
-    "tasks.tabular",
-    "methods.tabular",
-]
+# "__main__" makes the forkserver import the parent's main script once; otherwise every worker re-runs it.
+PRELOAD = ["__main__", "harness.preload"]
 FORWARDED_ENV_PREFIXES = ("LOGITBENCH_", "HF_", "TRANSFORMERS_", "CUDA_")
 
 
@@ -89,6 +82,7 @@ class LocalExecutor(Executor):
         self.timeout_s = timeout_s
         self._mp = mp.get_context("forkserver")
         self._mp.set_forkserver_preload(PRELOAD)
+        os.environ[SYS_PATH_ENV] = os.pathsep.join(sys.path)  # read by harness.preload in the forkserver
         self._pending: deque[tuple[RunSpec, Future[Record]]] = deque()
         self._running: dict[int, _Running] = {}
         self._free_slots = list(range(self.workers))

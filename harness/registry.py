@@ -75,6 +75,15 @@ class Registry(Generic[T]):
             if ep.name not in self._entries:
                 self.add(ep.name, obj, origin=f"entry point {ep.value}")
 
+    def load(self) -> None:
+        """Import built-ins and plugins now (the executor's forkserver does, so workers need not)."""
+        self._load()
+
+    def reset(self) -> None:
+        """Forget what was loaded, so the next lookup imports again (after the plugin settings changed)."""
+        self._loaded = False
+        self._entries = {k: v for k, v in self._entries.items() if self._origins[k] == "builtin"}
+
     def get(self, name: str) -> T:
         self._load()
         try:

@@ -6,6 +6,7 @@ every declared metric is a finite number, failed otherwise, with the reason and 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import resource
@@ -21,6 +22,7 @@ from harness.artifacts import ArtifactCache
 from harness.context import RunContext, seed_everything
 from harness.environment import environment
 from harness.registries import METHODS, TASKS
+from harness.registry import PLUGIN_MODULES_ENV
 from harness.spec import RunSpec
 from harness.store import RECORD_SCHEMA, ResultStore
 
@@ -46,21 +48,58 @@ def process_main(spec_json: dict[str, Any], run_id: str, options: WorkerOptions)
     os.environ.update(options.env)
     if options.sys_path:
         sys.path[:] = list(options.sys_path)
+    if _WARMED_WITH is not None and plugin_settings() != _WARMED_WITH:
+        TASKS.reset()
+        METHODS.reset()
     if options.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)
     record = run_spec(RunSpec.from_json(spec_json), ResultStore(options.results_root), options, run_id)
     ResultStore(options.results_root).write(record)
 
 
+@functools.cache
+def _thread_pools() -> Any:
+    """threadpoolctl's view of the loaded BLAS/OpenMP pools (a library scan: done once, in the forkserver)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def plugin_settings() -> tuple[str, tuple[str, ...]]:
+    """What decides which plugins the registries find: the plugin-module variable and the import path."""
+    return os.environ.get(PLUGIN_MODULES_ENV, ""), tuple(sys.path)
+
+
+_WARMED_WITH: tuple[str, tuple[str, ...]] | None = None
+SYS_PATH_ENV = "LOGITBENCH_FORKSERVER_SYS_PATH"
+
+
+def warm_up() -> None:
+    """Fill the per-process caches every run needs (records, thread pools, registries, torch's generator),
+    so that workers forked from this process inherit them instead of each paying for them."""
+    global _WARMED_WITH
+    environment()
+    _thread_pools()
+    try:
+        TASKS.load()
+        METHODS.load()
+    except Exception:  # a broken plugin is reported by the run that needs it, not here
+        TASKS.reset()
+        METHODS.reset()
+    else:
+        _WARMED_WITH = plugin_settings()
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(0)
+
+
 def set_threads(threads: int) -> None:
     """Threads per worker: oversubscribed cores made torch 11x slower here, so each worker gets its share."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
-    except ImportError:
-        pass
+    pools = _thread_pools()
+    if pools is not None:
+        pools.limit(limits=threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
 

@@ -55,7 +55,8 @@ def test_families_expand_to_their_parameter_free_tasks_and_methods():
         ),
         ("name: x\ntasks: [diag/echo]\nmethods: [logreg]\n", "no compatible"),
         (
-            "name: x\ntasks: [diag/echo, tabular/iris]\nmethods: [diag-nan, logreg, {name: logreg, label: diag-nan}]\n",
+            "name: x\ntasks: [diag/echo, tabular/iris]\n"
+            "methods: [diag-nan, logreg, {name: logreg, label: diag-nan}]\n",
             "label.*diag-nan appear twice",
         ),
     ],

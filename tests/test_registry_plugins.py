@@ -14,7 +14,7 @@ from harness.registry import Registry
 
 @pytest.fixture
 def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Lay out what `pip install` leaves for a plugin package: its module and a dist-info with entry points."""
+    """What `pip install` leaves for a plugin package: its module and a dist-info with entry points."""
     (tmp_path / "my_plugin.py").write_text(
         textwrap.dedent("""
         from dataclasses import dataclass

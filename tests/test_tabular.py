@@ -46,7 +46,10 @@ def test_same_seed_same_metrics_other_seed_other_folds(tmp_path):
     a = _run(tmp_path, "tabular/wine", "random-forest", seed=3)
     b = _run(tmp_path, "tabular/wine", "random-forest", seed=3)
     c = _run(tmp_path, "tabular/wine", "random-forest", seed=4)
-    values = lambda r: {k: v["value"] for k, v in r["metrics"].items() if k != "fit_seconds"}  # noqa: E731
+
+    def values(record):
+        return {k: v["value"] for k, v in record["metrics"].items() if k != "fit_seconds"}
+
     assert values(a) == values(b)
     assert values(a) != values(c)
 
@@ -57,12 +60,11 @@ def test_folds_depend_only_on_the_seed():
     from tasks.tabular.datasets import load_sklearn
 
     data = load_sklearn("iris")
-    split = lambda seed: [
-        t.tolist()
-        for _, t in StratifiedKFold(5, shuffle=True, random_state=seed).split(  # noqa: E731
-            data.X, data.y
-        )
-    ]
+
+    def split(seed):
+        folds = StratifiedKFold(5, shuffle=True, random_state=seed).split(data.X, data.y)
+        return [test.tolist() for _, test in folds]
+
     assert split(1) == split(1) != split(2)
 
 

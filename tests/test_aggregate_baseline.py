@@ -1,0 +1,132 @@
+"""Cells, ranks and the baseline gate, on hand-made records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scipy.stats import ttest_ind
+
+from harness import baseline
+from harness import leaderboard as lb
+from harness.aggregate import cells, mean_ranks, ranks
+from harness.cli import main
+from harness.store import Record
+from harness.worker import build_record
+
+BOARD = """
+name: agg
+seeds: [0, 1, 2]
+tasks: [diag/echo]
+methods:
+  - {name: diag-constant, label: a}
+  - {name: diag-constant, params: {value: 2.0}, label: b}
+  - {name: diag-constant, params: {value: 3.0}, label: c}
+"""
+
+
+def _records(plan, values, statuses=None):
+    out = {}
+    for run in plan:
+        key = (run.method, run.spec.seed)
+        if key not in values:
+            continue
+        status = (statuses or {}).get(key, "ok")
+        metrics = {
+            "score": {"value": values[key], "higher_is_better": True},
+            "seconds": {"value": 0.0, "higher_is_better": False},
+        }
+        out[run.spec.key] = Record(
+            build_record(run.spec, "r", status, metrics if status == "ok" else {}, None, "t", 0.0)
+        )
+    return out
+
+
+def test_failed_or_missing_seed_empties_the_cell_and_ranks_skip_it(board_file):
+    board = lb.load(str(board_file(BOARD)))
+    plan = board.plan()
+    values = {
+        ("a", 0): 1.0,
+        ("a", 1): 2.0,
+        ("a", 2): 3.0,
+        ("b", 0): 5.0,
+        ("b", 1): 5.0,
+        ("c", 0): 9.0,
+        ("c", 1): 9.0,
+        ("c", 2): 9.0,
+    }
+    recs = _records(plan, values, statuses={("c", 2): "failed"})
+    by_method = {c.method: c for c in cells(board, plan, recs)}
+    assert by_method["a"].status == "ok" and by_method["a"].mean == 2.0 and by_method["a"].std == 1.0
+    assert by_method["b"].status == "missing" and by_method["b"].mean is None and by_method["b"].n == 2
+    assert by_method["c"].status == "failed" and by_method["c"].mean is None
+    rank_map = ranks(board, list(by_method.values()))
+    assert rank_map == {("diag/echo", "a"): 1}
+    assert mean_ranks(rank_map) == {"a": 1.0}
+
+
+def test_ranks_follow_the_metric_direction_and_ties_share(board_file):
+    board = lb.load(str(board_file(BOARD)))
+    plan = board.plan()
+    values = {(m, s): v for m, v in (("a", 1.0), ("b", 3.0), ("c", 3.0)) for s in range(3)}
+    rank_map = ranks(board, cells(board, plan, _records(plan, values)))
+    assert rank_map == {("diag/echo", "b"): 1, ("diag/echo", "c"): 1, ("diag/echo", "a"): 2}
+    # 'seconds' is lower-is-better: the order flips
+    secs = cells(board, plan, _records(plan, values), metric="seconds")
+    assert all(c.mean == 0.0 for c in secs)
+
+
+def test_welch_p_matches_scipy_and_handles_constant_samples():
+    a, b = (0.90, 0.91, 0.92), (0.80, 0.83, 0.81)
+    assert baseline.welch_p(a, b) == pytest.approx(ttest_ind(a, b, equal_var=False).pvalue)
+    assert baseline.welch_p((1.0, 1.0), (1.0, 1.0)) == 1.0
+    assert baseline.welch_p((1.0, 1.0), (2.0, 2.0)) == 0.0
+    assert baseline.welch_p((1.0,), (2.0, 2.0)) is None
+
+
+@pytest.mark.parametrize(
+    ("base", "current", "higher", "tol", "expected"),
+    [
+        ((0.90, 0.91, 0.92), (0.80, 0.81, 0.82), True, 0.0, "worse"),
+        ((0.90, 0.91, 0.92), (0.80, 0.81, 0.82), False, 0.0, "better"),  # lower is better: a drop improves
+        ((0.90, 0.91, 0.92), (0.905, 0.915, 0.925), True, 0.01, "same"),  # within tolerance
+        ((0.80, 0.90, 1.00), (0.75, 0.95, 0.85), True, 0.0, "same"),  # noisy: not significant
+        ((0.9,), (0.8,), True, 0.0, "worse"),  # one seed: judged on the delta
+    ],
+)
+def test_verdicts(base, current, higher, tol, expected):
+    assert baseline.verdict(base, current, higher, tol, 0.05)[2] == expected
+
+
+def test_save_then_compare_gates_on_regressions(board_file, results, tmp_path, capsys):
+    path = str(board_file(BOARD))
+    assert main(["run", path, "--no-progress"]) == 0
+    folder = tmp_path / "baselines"
+    assert main(["baseline", "save", path, "v1", "--dir", str(folder)]) == 0
+    saved = baseline.load("agg", "v1", folder)
+    assert {c["method"] for c in saved["cells"]} == {"a", "b", "c"}
+    assert "seconds" not in saved["cells"][0]["metrics"], "timings are not gated"
+    assert main(["compare", path, "--baseline", "v1", "--dir", str(folder)]) == 0
+    assert "0 worse" in capsys.readouterr().out
+
+    # A baseline that was better than today's results: method b regressed by a whole point.
+    file = folder / "agg" / "v1.json"
+    document = json.loads(file.read_text())
+    for cell in document["cells"]:
+        if cell["method"] == "b":
+            cell["metrics"]["score"]["values"] = [3.0, 3.0, 3.0]
+    file.write_text(json.dumps(document))
+    assert main(["compare", path, "--baseline", "v1", "--dir", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "worse" in out and "regression" in out
+    assert main(["compare", path, "--baseline", "v1", "--dir", str(folder), "--tolerance", "1.5"]) == 0
+    assert main(["compare", path, "--baseline", "nope", "--dir", str(folder)]) == 2
+
+
+def test_committed_quick_baseline_covers_every_quick_cell():
+    board = lb.load("quick")
+    saved = baseline.load("quick", "reference")
+    cells_saved = {(c["task"], c["method"]) for c in saved["cells"]}
+    planned = {(r.task, r.method) for r in board.plan()}
+    assert planned == cells_saved
+    assert all(len(c["metrics"]["accuracy"]["values"]) == len(board.seeds) for c in saved["cells"])

