@@ -37,7 +37,9 @@ class Registry(Generic[T]):
         """Decorator: register the decorated class under `name`."""
 
         def decorate(obj: T) -> T:
-            self.add(name, obj, origin="builtin")
+            module = getattr(obj, "__module__", "")
+            builtin = any(module == m or module.startswith(m + ".") for m in self._builtin_modules)
+            self.add(name, obj, origin="builtin" if builtin else f"module {module}")
             return obj
 
         return decorate
@@ -80,9 +82,9 @@ class Registry(Generic[T]):
         self._load()
 
     def reset(self) -> None:
-        """Forget what was loaded, so the next lookup imports again (after the plugin settings changed)."""
+        """Look for plugins again on the next lookup (after the plugin settings changed); entries already
+        registered stay, since a module imported once does not run its decorators a second time."""
         self._loaded = False
-        self._entries = {k: v for k, v in self._entries.items() if self._origins[k] == "builtin"}
 
     def get(self, name: str) -> T:
         self._load()
