@@ -43,15 +43,16 @@ class Executor(abc.ABC):
     def shutdown(self, cancel: bool = False) -> None: ...
 
 
-def visible_gpus() -> list[int]:
-    """GPU indices this machine offers, without initialising CUDA in this process."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return []
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (so a worker restricted to one
+    keeps the user's own restriction), without initialising CUDA here."""
     try:
         import torch
     except ImportError:
         return []
-    return list(range(torch.cuda.device_count()))
+    count = torch.cuda.device_count()
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:count] if "CUDA_VISIBLE_DEVICES" in os.environ else [str(i) for i in range(count)]
 
 
 @dataclass
@@ -72,7 +73,7 @@ class LocalExecutor(Executor):
         workers: int | None = None,
         timeout_s: float | None = None,
         threads_per_worker: int | None = None,
-        gpus: list[int] | None = None,
+        gpus: list[str] | None = None,
     ) -> None:
         self.store = store
         self.gpus = visible_gpus() if gpus is None else gpus
@@ -134,7 +135,19 @@ class LocalExecutor(Executor):
             process = self._mp.Process(
                 target=process_main, args=(spec.to_json(), run_id, self._options(slot)), daemon=True
             )
-            process.start()
+            try:
+                process.start()
+            except Exception as err:  # e.g. the forkserver could not start: a failed record, the pump goes on
+                self._free_slots.append(slot)
+                error = {
+                    "type": type(err).__name__,
+                    "message": f"worker could not start: {err}",
+                    "traceback": "",
+                }
+                data = build_record(spec, run_id, "failed", {}, error, utc_now(), 0.0)
+                self.store.write(data)
+                future.set_result(Record(data))
+                continue
             self._running[process.sentinel] = _Running(
                 process, spec, future, run_id, time.monotonic(), utc_now(), slot
             )
@@ -163,10 +176,11 @@ class LocalExecutor(Executor):
     def _reap(self) -> None:
         now = time.monotonic()
         for sentinel, run in list(self._running.items()):
-            timed_out = self.timeout_s is not None and now - run.started > self.timeout_s
-            if run.process.exitcode is None and not timed_out:
+            still_running = run.process.exitcode is None
+            timed_out = still_running and self.timeout_s is not None and now - run.started > self.timeout_s
+            if still_running and not timed_out:
                 continue
-            if run.process.exitcode is None:
+            if timed_out:
                 run.process.kill()
                 run.process.join()
             del self._running[sentinel]
@@ -180,13 +194,16 @@ class LocalExecutor(Executor):
                 run.future.set_exception(err)
 
     def _record_of(self, run: _Running, timed_out: bool, elapsed: float) -> Record:
-        if not timed_out:
-            try:
-                record = self.store.read(run.spec.key)
-            except InvalidRecordError:
-                record = None
-            if record is not None and record.data.get("run_id") == run.run_id:
-                return record
+        """The record the worker wrote; else one another process wrote for the same spec while this run
+        went on (never overwritten); else a timeout or failure record written here."""
+        try:
+            record = self.store.read(run.spec.key)
+        except InvalidRecordError:
+            record = None
+        if record is not None and not timed_out and record.data.get("run_id") == run.run_id:
+            return record
+        if record is not None and record.status == "ok" and record.data["ended_at"] >= run.started_at:
+            return record
         if timed_out:
             status, error = (
                 "timeout",

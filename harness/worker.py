@@ -33,7 +33,7 @@ class WorkerOptions:
 
     results_root: str
     threads: int
-    gpu: int | None = None
+    gpu: str | None = None  # a CUDA_VISIBLE_DEVICES entry
     sys_path: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
 
@@ -52,9 +52,9 @@ def process_main(spec_json: dict[str, Any], run_id: str, options: WorkerOptions)
         TASKS.reset()
         METHODS.reset()
     if options.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)
-    record = run_spec(RunSpec.from_json(spec_json), ResultStore(options.results_root), options, run_id)
-    ResultStore(options.results_root).write(record)
+        os.environ["CUDA_VISIBLE_DEVICES"] = options.gpu
+    store = ResultStore(options.results_root)
+    store.write(run_spec(RunSpec.from_json(spec_json), store, options, run_id))
 
 
 @functools.cache
@@ -104,7 +104,7 @@ def set_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def pick_device(gpu: int | None) -> str:
+def pick_device(gpu: str | None) -> str:
     if gpu is None:
         return "cpu"
     import torch
