@@ -1,0 +1,1 @@
+"""The poisoning family: certified defenses that train models on hashed partitions and vote with logits."""

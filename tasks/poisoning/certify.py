@@ -1,0 +1,216 @@
+"""Aggregation and certificates for partition-based poisoning defenses (DPA, FA, and their run-off variants).
+
+Conventions, shared by every function here:
+- `logits` has shape (models, samples, classes); a model's vote is its argmax, ties to the smaller class.
+- Classes are ranked by votes, ties to the smaller index, so class a beats class b in a count exactly when
+  `gap(a, b) = votes_a - votes_b + [b > a] >= 1`.
+- A certificate is the smallest number of poisoned training samples that could change the prediction,
+  or a lower bound on it; the certified radius is that number minus one. Every bound below counts the
+  attacker as stronger than it is (each poisoned sample may rewrite the whole output of every model it
+  reaches), so the radius is sound; tests check it by exhaustive search on small tables.
+- DPA: one poisoned sample reaches one model. FA: one poisoned sample reaches the d models that train on
+  its bucket (`bucket_models`, shape (buckets, d)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INFINITE = np.iinfo(np.int32).max // 4
+
+
+def votes(logits: np.ndarray) -> np.ndarray:
+    """(models, samples) argmax votes."""
+    return logits.argmax(axis=-1)
+
+
+def vote_counts(model_votes: np.ndarray, classes: int) -> np.ndarray:
+    """(samples, classes) number of models voting each class."""
+    models, samples = model_votes.shape
+    flat = (np.arange(samples)[None, :] * classes + model_votes).ravel()
+    return np.bincount(flat, minlength=samples * classes).reshape(samples, classes)
+
+
+def ranking(counts: np.ndarray) -> np.ndarray:
+    """(samples, classes) class indices, best first: more votes first, ties to the smaller index."""
+    classes = counts.shape[1]
+    key = counts.astype(np.int64) * classes + (classes - 1 - np.arange(classes))
+    return np.argsort(-key, axis=1, kind="stable")
+
+
+def pairwise_gaps(counts: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """(samples, classes): gap(a, c) for every class c, with a (samples,) one class per sample."""
+    classes = counts.shape[1]
+    own = np.take_along_axis(counts, a[:, None], axis=1)
+    return own - counts + (np.arange(classes)[None, :] > a[:, None])
+
+
+def preferences(logits: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """(samples, classes): number of models preferring class a to class c (equal logits: smaller index)."""
+    classes = logits.shape[-1]
+    own = np.take_along_axis(logits, np.broadcast_to(a[None, :, None], (logits.shape[0], a.size, 1)), axis=2)
+    smaller = (a[:, None] < np.arange(classes)[None, :])[None]
+    return ((own > logits) | ((own == logits) & smaller)).sum(axis=0)
+
+
+def plurality(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DPA/FA prediction: the class with most votes (ties to the smaller index), and the vote counts."""
+    counts = vote_counts(votes(logits), logits.shape[-1])
+    return ranking(counts)[:, 0], counts
+
+
+def run_off(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROE prediction: round 1 keeps the top two classes by votes; in round 2 every model votes between
+    them by its own logits. Returns the winner, the other finalist and the round-1 counts."""
+    counts = vote_counts(votes(logits), logits.shape[-1])
+    order = ranking(counts)
+    first, second = order[:, 0], order[:, 1]
+    prefer_first = np.take_along_axis(preferences(logits, first), second[:, None], axis=1)[:, 0]
+    first_wins = 2 * prefer_first - logits.shape[0] + (second > first) >= 1
+    winner = np.where(first_wins, first, second)
+    return winner, np.where(first_wins, second, first), counts
+
+
+def _ceil_half(x: np.ndarray) -> np.ndarray:
+    return -((-np.maximum(x, 0)) // 2)
+
+
+def two_gap_cost(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Fewest single-model changes that lower two gaps by at least i and j, when one change lowers them by
+    (2, 1) or (1, 2) at most: max(ceil(i/2), ceil(j/2), ceil((i+j)/3)) (the closed form of the DP
+    A[i,j] = 1 + min(A[i-2,j-1], A[i-1,j-2]))."""
+    i, j = np.maximum(i, 0), np.maximum(j, 0)
+    return np.maximum(np.maximum(_ceil_half(i), _ceil_half(j)), -((-(i + j)) // 3))
+
+
+def _off_diagonal_min(values: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """min over c != p of values[:, c]."""
+    masked = values.astype(np.int64).copy()
+    np.put_along_axis(masked, p[:, None], INFINITE, axis=1)
+    return masked.min(axis=1)
+
+
+def dpa_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DPA: prediction and radius floor((gap - 1) / 2) against the strongest other class."""
+    pred, counts = plurality(logits)
+    gaps = pairwise_gaps(counts, pred)
+    return pred, _off_diagonal_min(_ceil_half(gaps), pred) - 1
+
+
+def dpa_roe_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DPA+ROE: the attack must either push the winner out of the top two (round 1) or make some class
+    c reach the final and beat the winner there (round 2); the radius is the cheaper of the two, minus 1."""
+    models, _, classes = logits.shape
+    pred, other, counts = run_off(logits)
+    gaps_p = np.maximum(pairwise_gaps(counts, pred), 0)  # (samples, classes)
+    # Round 1: two classes c1 != c2 (neither the winner) must both overtake the winner.
+    pair_cost = two_gap_cost(gaps_p[:, :, None], gaps_p[:, None, :]).astype(np.int64)
+    c = np.arange(classes)
+    is_pred = c[None, :] == pred[:, None]
+    excluded = np.eye(classes, dtype=bool)[None] | is_pred[:, :, None] | is_pred[:, None, :]
+    round1 = np.where(excluded, INFINITE, pair_cost).reshape(len(pred), -1).min(axis=1)
+    # Round 2: c must beat the other finalist in round 1 (c == other: free) and the winner in round 2.
+    reach = _ceil_half(pairwise_gaps(counts, other))
+    np.put_along_axis(reach, other[:, None], 0, axis=1)
+    duel = 2 * preferences(logits, pred) - models + (np.arange(classes)[None, :] > pred[:, None])
+    round2 = _off_diagonal_min(np.maximum(reach, _ceil_half(duel)), pred)
+    return pred, np.minimum(round1, round2) - 1
+
+
+def bucket_sums(weights: np.ndarray, bucket_models: np.ndarray) -> np.ndarray:
+    """(buckets, samples): for each bucket, the summed per-model weights of the models it reaches."""
+    return weights[bucket_models].sum(axis=1)
+
+
+def greedy_buckets(sums: np.ndarray, needed: np.ndarray) -> np.ndarray:
+    """Fewest buckets whose largest reductions add up to `needed` (per sample): a lower bound on the
+    poisoned samples needed, since any set of buckets reduces the gap by at most the sum of its sums.
+    0 when nothing is needed; INFINITE when even every bucket is not enough."""
+    sums = sums.astype(np.int64)
+    top = int(sums.max(initial=0))
+    samples = sums.shape[1]
+    if top == 0:
+        return np.where(needed <= 0, 0, INFINITE)
+    # Histogram of bucket sums per sample, then walk the values from the largest down.
+    flat = (np.arange(samples)[None, :] * (top + 1) + sums).ravel()
+    hist = np.bincount(flat, minlength=samples * (top + 1)).reshape(samples, top + 1)[:, ::-1][:, :-1]
+    values = np.arange(top, 0, -1)[None, :]
+    cum_count = hist.cumsum(axis=1)
+    cum_sum = (hist * values).cumsum(axis=1)
+    reached = cum_sum >= needed[:, None]
+    level = reached.argmax(axis=1)
+    idx = level[:, None]
+    before_sum = np.take_along_axis(cum_sum - hist * values, idx, axis=1)[:, 0]
+    before_count = np.take_along_axis(cum_count - hist, idx, axis=1)[:, 0]
+    value = np.take_along_axis(np.broadcast_to(values, hist.shape), idx, axis=1)[:, 0]
+    count = before_count + -((-(needed - before_sum)) // value)
+    count = np.where(reached.any(axis=1), count, INFINITE)
+    return np.where(needed <= 0, 0, count)
+
+
+def _gap_weights(model_votes: np.ndarray, a: np.ndarray, c: int) -> np.ndarray:
+    """Per model, how much rewriting it can lower gap(a, c): 2 if it votes a, 0 if it votes c, else 1."""
+    return 1 + (model_votes == a[None, :]).astype(np.int64) - (model_votes == c)
+
+
+def fa_certificate(logits: np.ndarray, bucket_models: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FA: plurality over all models; the radius closes the gap to each class greedily, bucket by bucket."""
+    model_votes = votes(logits)
+    pred, counts = plurality(logits)
+    gaps = pairwise_gaps(counts, pred)
+    cost = np.full(gaps.shape, INFINITE, dtype=np.int64)
+    for c in range(logits.shape[-1]):
+        sums = bucket_sums(_gap_weights(model_votes, pred, c), bucket_models)
+        cost[:, c] = greedy_buckets(sums, gaps[:, c])
+    return pred, _off_diagonal_min(cost, pred) - 1
+
+
+def fa_roe_certificate(logits: np.ndarray, bucket_models: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FA+ROE: the two attacks of DPA+ROE, each gap closed greedily bucket by bucket. A pair of gaps needs
+    as many buckets as the harder of the two alone and as their sum does, where one model can lower the
+    sum by 3 if it votes the winner and by 1 otherwise."""
+    models, samples, classes = logits.shape
+    model_votes = votes(logits)
+    pred, other, counts = run_off(logits)
+    gaps_p = np.maximum(pairwise_gaps(counts, pred), 0)
+    single = np.zeros((samples, classes), dtype=np.int64)
+    for c in range(classes):
+        single[:, c] = greedy_buckets(
+            bucket_sums(_gap_weights(model_votes, pred, c), bucket_models), gaps_p[:, c]
+        )
+    joint_sums = bucket_sums(1 + 2 * (model_votes == pred[None, :]).astype(np.int64), bucket_models)
+    round1 = np.full(samples, INFINITE, dtype=np.int64)
+    for c1 in range(classes):
+        for c2 in range(c1 + 1, classes):
+            joint = greedy_buckets(joint_sums, gaps_p[:, c1] + gaps_p[:, c2])
+            cost = np.maximum(np.maximum(single[:, c1], single[:, c2]), joint)
+            valid = (pred != c1) & (pred != c2)
+            round1 = np.where(valid, np.minimum(round1, cost), round1)
+    gaps_o = pairwise_gaps(counts, other)
+    prefer = preferences(logits, pred)
+    round2 = np.full(samples, INFINITE, dtype=np.int64)
+    for c in range(classes):
+        reach = greedy_buckets(bucket_sums(_gap_weights(model_votes, other, c), bucket_models), gaps_o[:, c])
+        reach = np.where(other == c, 0, reach)
+        prefers_pred = _pairwise_pref(logits, pred, c)
+        duel_need = 2 * prefer[:, c] - models + (c > pred)
+        duel = greedy_buckets(bucket_sums(2 * prefers_pred, bucket_models), duel_need)
+        round2 = np.where(pred != c, np.minimum(round2, np.maximum(reach, duel)), round2)
+    return pred, np.minimum(round1, round2) - 1
+
+
+def _pairwise_pref(logits: np.ndarray, a: np.ndarray, c: int) -> np.ndarray:
+    """(models, samples) 1 where the model prefers class a to class c (equal logits: smaller index)."""
+    own = np.take_along_axis(logits, np.broadcast_to(a[None, :, None], (logits.shape[0], a.size, 1)), axis=2)[
+        ..., 0
+    ]
+    other = logits[:, :, c]
+    return ((own > other) | ((own == other) & (a[None, :] < c))).astype(np.int64)
+
+
+def certified_accuracy(
+    pred: np.ndarray, radius: np.ndarray, labels: np.ndarray, radii: list[int]
+) -> dict[int, float]:
+    """Share of samples predicted right with a radius of at least r, for each r."""
+    correct = pred == labels
+    return {r: float(np.mean(correct & (radius >= r))) for r in radii}
