@@ -164,7 +164,9 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         console.print(table)
     if what == "matrix":
         tasks, methods = TASKS.names(), METHODS.names()
-        table = Table(title="task × method (✓ runs; otherwise why not)")
+        table = Table(
+            title="task × method (✓ runs; ✗ the method does not implement the task's family protocol)"
+        )
         table.add_column("task")
         for m in methods:
             table.add_column(m)
@@ -173,7 +175,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             row = []
             for m in methods:
                 reason = task_cls.incompatibility(METHODS.get(m))
-                row.append("[green]✓[/]" if reason is None else f"[dim]{reason}[/]")
+                row.append("[green]✓[/]" if reason is None else f"[dim]✗ not {task_cls.family}[/]")
             table.add_row(t, *row)
         console.print(table)
     if what == "assets":

@@ -72,7 +72,9 @@ class Leaderboard:
                 f"{self.source}: no compatible (task, method) pair among the selection "
                 "(`logitbench list matrix` shows which pairs run)"
             )
-        for m in method_entries:
+        # A method with no task to run on is an error when the user named it or the board lists it for
+        # all its tasks; narrowing the tasks with --tasks just drops the methods of other families.
+        for m in method_entries if (methods or not tasks) else []:
             if not any(r.method == m.shown for r in runs):
                 reasons = {TASKS.get(t.name).incompatibility(METHODS.get(m.name)) for t in task_entries}
                 raise UserError(

@@ -13,7 +13,15 @@ from harness.worker import SYS_PATH_ENV, warm_up
 if os.environ.get(SYS_PATH_ENV):
     sys.path[:] = os.environ[SYS_PATH_ENV].split(os.pathsep)
 
-for _module in ("scipy.stats", "sklearn.base", "torch", "tasks.tabular", "methods.tabular"):
+for _module in (
+    "scipy.stats",
+    "sklearn.base",
+    "torch",
+    "tasks.tabular",
+    "methods.tabular",
+    "tasks.poisoning.tasks",
+    "methods.poisoning",
+):
     with contextlib.suppress(ImportError):
         __import__(_module)
 

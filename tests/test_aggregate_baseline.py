@@ -129,4 +129,6 @@ def test_committed_quick_baseline_covers_every_quick_cell():
     cells_saved = {(c["task"], c["method"]) for c in saved["cells"]}
     planned = {(r.task, r.method) for r in board.plan()}
     assert planned == cells_saved
-    assert all(len(c["metrics"]["accuracy"]["values"]) == len(board.seeds) for c in saved["cells"])
+    for cell in saved["cells"]:
+        primary = board.primary_metric(cell["task"])
+        assert len(cell["metrics"][primary]["values"]) == len(board.seeds)

@@ -26,7 +26,7 @@ def votes(logits: np.ndarray) -> np.ndarray:
 
 def vote_counts(model_votes: np.ndarray, classes: int) -> np.ndarray:
     """(samples, classes) number of models voting each class."""
-    models, samples = model_votes.shape
+    samples = model_votes.shape[1]
     flat = (np.arange(samples)[None, :] * classes + model_votes).ravel()
     return np.bincount(flat, minlength=samples * classes).reshape(samples, classes)
 
@@ -118,7 +118,20 @@ def dpa_roe_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bucket_sums(weights: np.ndarray, bucket_models: np.ndarray) -> np.ndarray:
-    """(buckets, samples): for each bucket, the summed per-model weights of the models it reaches."""
+    """(buckets, samples): for each bucket, the summed per-model weights of the models it reaches.
+
+    When bucket b reaches models (b + s) mod M for a fixed set of shifts s (FA's layout), the sum is one
+    shifted copy of `weights` per shift, with no (buckets, d, samples) intermediate."""
+    weights = weights.astype(np.int16)
+    buckets = bucket_models.shape[0]
+    shifts = bucket_models[0]
+    if buckets == weights.shape[0] and np.array_equal(
+        bucket_models, (np.arange(buckets)[:, None] + shifts[None, :]) % buckets
+    ):
+        total = np.zeros_like(weights)
+        for s in shifts:
+            total += np.roll(weights, -int(s), axis=0)
+        return total
     return weights[bucket_models].sum(axis=1)
 
 
@@ -126,13 +139,12 @@ def greedy_buckets(sums: np.ndarray, needed: np.ndarray) -> np.ndarray:
     """Fewest buckets whose largest reductions add up to `needed` (per sample): a lower bound on the
     poisoned samples needed, since any set of buckets reduces the gap by at most the sum of its sums.
     0 when nothing is needed; INFINITE when even every bucket is not enough."""
-    sums = sums.astype(np.int64)
     top = int(sums.max(initial=0))
     samples = sums.shape[1]
     if top == 0:
         return np.where(needed <= 0, 0, INFINITE)
     # Histogram of bucket sums per sample, then walk the values from the largest down.
-    flat = (np.arange(samples)[None, :] * (top + 1) + sums).ravel()
+    flat = (np.arange(samples, dtype=np.int64)[None, :] * (top + 1) + sums).ravel()
     hist = np.bincount(flat, minlength=samples * (top + 1)).reshape(samples, top + 1)[:, ::-1][:, :-1]
     values = np.arange(top, 0, -1)[None, :]
     cum_count = hist.cumsum(axis=1)
@@ -150,7 +162,7 @@ def greedy_buckets(sums: np.ndarray, needed: np.ndarray) -> np.ndarray:
 
 def _gap_weights(model_votes: np.ndarray, a: np.ndarray, c: int) -> np.ndarray:
     """Per model, how much rewriting it can lower gap(a, c): 2 if it votes a, 0 if it votes c, else 1."""
-    return 1 + (model_votes == a[None, :]).astype(np.int64) - (model_votes == c)
+    return 1 + (model_votes == a[None, :]).astype(np.int16) - (model_votes == c)
 
 
 def fa_certificate(logits: np.ndarray, bucket_models: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +190,7 @@ def fa_roe_certificate(logits: np.ndarray, bucket_models: np.ndarray) -> tuple[n
         single[:, c] = greedy_buckets(
             bucket_sums(_gap_weights(model_votes, pred, c), bucket_models), gaps_p[:, c]
         )
-    joint_sums = bucket_sums(1 + 2 * (model_votes == pred[None, :]).astype(np.int64), bucket_models)
+    joint_sums = bucket_sums(1 + 2 * (model_votes == pred[None, :]).astype(np.int16), bucket_models)
     round1 = np.full(samples, INFINITE, dtype=np.int64)
     for c1 in range(classes):
         for c2 in range(c1 + 1, classes):
@@ -205,7 +217,7 @@ def _pairwise_pref(logits: np.ndarray, a: np.ndarray, c: int) -> np.ndarray:
         ..., 0
     ]
     other = logits[:, :, c]
-    return ((own > other) | ((own == other) & (a[None, :] < c))).astype(np.int64)
+    return ((own > other) | ((own == other) & (a[None, :] < c))).astype(np.int16)
 
 
 def certified_accuracy(

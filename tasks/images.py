@@ -1,0 +1,101 @@
+"""Image classification data shared by the families that need it (poisoning, distillation).
+
+Embedded real data: scikit-learn's 8x8 digits and the real MNIST-5k asset. Any local image set: an .npz
+with `x` (or `images`) and `y` (or `labels`), or a CSV/parquet table of pixel columns and a `label`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import UserError
+
+
+@dataclass(frozen=True)
+class ImageData:
+    x: np.ndarray  # (samples, channels, height, width) float32 in [0, 1]
+    y: np.ndarray  # (samples,) int64
+    classes: int
+    source: str
+
+    def subset(self, index: np.ndarray) -> ImageData:
+        return ImageData(self.x[index], self.y[index], self.classes, self.source)
+
+
+def load_digits() -> ImageData:
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None]
+    return ImageData(x, bunch.target.astype(np.int64), 10, "sklearn:digits")
+
+
+def load_mnist_5k(local_path: str | None = None) -> ImageData:
+    """The 5,000 real MNIST digits of the `mnist-5k` asset (784 pixel columns, then the label)."""
+    from harness.assets import resolve
+
+    folder = resolve("mnist-5k", local_path)
+    file = folder / "mnist_5k.csv.gz" if folder.is_dir() else folder
+    try:
+        table = np.loadtxt(file, delimiter=",", dtype=np.float32)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"{file}: cannot read MNIST-5k ({err}); expected 785 comma-separated columns"
+        ) from None
+    if table.ndim != 2 or table.shape[1] != 785:
+        raise UserError(f"{file}: expected 785 columns (784 pixels and a label), found {table.shape[-1]}")
+    x = (table[:, :784] / 255.0).reshape(-1, 1, 28, 28)
+    return ImageData(x, table[:, 784].astype(np.int64), 10, "mnist-5k")
+
+
+def load_local(path: str) -> ImageData:
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise UserError(f"image file {file} does not exist")
+    if file.suffix == ".npz":
+        with np.load(file) as archive:
+            keys = set(archive.files)
+            xkey = next((k for k in ("x", "images") if k in keys), None)
+            ykey = next((k for k in ("y", "labels") if k in keys), None)
+            if xkey is None or ykey is None:
+                raise UserError(
+                    f"{file}: expected arrays 'x' (or 'images') and 'y' (or 'labels'), found {sorted(keys)}"
+                )
+            x, y = archive[xkey].astype(np.float32), archive[ykey].astype(np.int64)
+    elif file.suffix in (".parquet", ".csv"):
+        import polars as pl
+
+        frame = pl.read_parquet(file) if file.suffix == ".parquet" else pl.read_csv(file)
+        if "label" not in frame.columns:
+            raise UserError(f"{file}: no 'label' column (columns: {', '.join(frame.columns[:8])}, ...)")
+        y = frame.get_column("label").to_numpy().astype(np.int64)
+        pixels = frame.drop("label").to_numpy().astype(np.float32)
+        side = round(pixels.shape[1] ** 0.5)
+        if side * side != pixels.shape[1]:
+            raise UserError(
+                f"{file}: {pixels.shape[1]} pixel columns do not make a square single-channel image"
+            )
+        x = pixels.reshape(-1, side, side)
+    else:
+        raise UserError(f"image file {file}: expected .npz, .parquet or .csv")
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or len(x) != len(y):
+        raise UserError(
+            f"{file}: images must be (n, h, w) or (n, c, h, w) with one label each; got {x.shape}"
+        )
+    if x.max(initial=0) > 1.0:
+        x = x / 255.0
+    return ImageData(x, y, int(y.max()) + 1, str(file))
+
+
+def split(data: ImageData, test_fraction: float, seed: int = 0) -> tuple[ImageData, ImageData]:
+    """A stratified train/test split fixed by `seed` (the task's, not the run's: one test set for all)."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(data.y))
+    train, test = train_test_split(index, test_size=test_fraction, stratify=data.y, random_state=seed)
+    return data.subset(np.sort(train)), data.subset(np.sort(test))

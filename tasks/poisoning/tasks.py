@@ -1,0 +1,185 @@
+"""Certified poisoning-defense tasks: a dataset, a base learner, k partitions (and d for FA).
+
+The base models are the cost; they are trained once per (dataset, scheme, k, d, learner, seed) and kept
+as an artifact holding their test logits, so DPA and DPA+ROE (and FA and FA+ROE) certify the very same
+models. Metrics are computed on a fixed stratified test split.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from harness.components import Metric, Task
+from harness.context import RunContext
+from harness.registries import register_task
+from tasks.images import ImageData, load_digits, load_local, load_mnist_5k, split
+from tasks.poisoning import certify, partition
+from tasks.poisoning.learners import train_and_predict
+from tasks.poisoning.protocol import PoisoningMethod
+
+REPORTED_RADII = (1, 2, 4, 8, 16)
+POISONING_METRICS = (
+    Metric(
+        "certified_auc",
+        True,
+        tolerance=0.05,
+        description="area under certified accuracy vs radius, "
+        "in poisoned samples (= mean over test samples of (radius + 1) when right, else 0)",
+    ),
+    Metric("clean_accuracy", True, tolerance=0.01),
+    *(Metric(f"certified_accuracy_r{r}", True, tolerance=0.01) for r in REPORTED_RADII),
+    Metric(
+        "median_radius", True, tolerance=0.5, description="median radius over test samples, -1 when wrong"
+    ),
+    Metric(
+        "base_models_seconds", False, gate=False, description="training the base models (once per artifact)"
+    ),
+    Metric("certify_seconds", False, gate=False),
+)
+
+
+@dataclass(kw_only=True)
+class PoisoningTask(Task):
+    family: ClassVar[str] = "poisoning"
+    method_protocol: ClassVar[type] = PoisoningMethod
+    metrics: ClassVar[tuple[Metric, ...]] = POISONING_METRICS
+    primary_metric: ClassVar[str] = "certified_auc"
+    scales: ClassVar[dict] = {
+        "smoke": {"k": 5, "d": 2, "learner": "logreg", "max_train": 400, "max_test": 100},
+        "cpu": {},
+        "paper": {"k": 1200, "d": 16, "learner": "cnn", "epochs": 300, "hidden": 64},
+    }
+
+    k: int = 50  # partitions (DPA) or the k of FA's k*d buckets
+    d: int = 4  # FA: models each bucket reaches
+    learner: str = "mlp"
+    epochs: int = 150  # full-batch steps for the torch learners
+    hidden: int = 64
+    test_fraction: float = 0.2
+    max_train: int = 0  # 0 keeps every training sample
+    max_test: int = 0
+    radii: tuple[int, ...] = REPORTED_RADII
+
+    def load(self) -> ImageData:
+        raise NotImplementedError
+
+    def data(self) -> tuple[ImageData, ImageData]:
+        train, test = split(self.load(), self.test_fraction)
+        if self.max_train and len(train.y) > self.max_train:
+            train = train.subset(np.arange(self.max_train))
+        if self.max_test and len(test.y) > self.max_test:
+            test = test.subset(np.arange(self.max_test))
+        return train, test
+
+    def run(self, method: PoisoningMethod, ctx: RunContext) -> dict[str, float]:
+        with ctx.phase("load"):
+            train, test = self.data()
+        d = self.d if method.scheme == "fa" else 1
+        identity = {
+            "task": self.name,
+            "params": asdict(self),
+            "scheme": method.scheme,
+            "d": d,
+            "seed": ctx.seed,
+        }
+        identity["params"]["radii"] = None  # radii change the report, not the models
+        with ctx.phase("base_models"):
+            folder = ctx.artifacts.get_or_build(
+                "poisoning-base-models",
+                identity,
+                lambda out: self._train(out, method.scheme, train, test, ctx),
+            )
+        logits = np.load(folder / "logits.npy")
+        built = json.loads((folder / "meta.json").read_text())
+        bucket_models = partition.fa_bucket_models(self.k, d) if method.scheme == "fa" else None
+        with ctx.phase("certify"):
+            pred, radius = method.certify(logits, bucket_models)
+        return {
+            **summarise(pred, radius, test.y, self.radii),
+            "base_models_seconds": built["seconds"],
+            "certify_seconds": ctx.phases["certify"],
+        }
+
+    def _train(self, out: Path, scheme: str, train: ImageData, test: ImageData, ctx: RunContext) -> None:
+        start = time.perf_counter()
+        hashes = partition.content_hash(train.x, salt=ctx.seed)
+        groups = (
+            partition.fa_groups(hashes, self.k, self.d)
+            if scheme == "fa"
+            else partition.dpa_groups(hashes, self.k)
+        )
+        logits = train_and_predict(
+            self.learner,
+            train.x,
+            train.y,
+            groups,
+            test.x,
+            train.classes,
+            ctx.seed,
+            self.epochs,
+            self.hidden,
+            ctx.device,
+        )
+        np.save(out / "logits.npy", logits)
+        sizes = [len(g) for g in groups]
+        (out / "meta.json").write_text(
+            json.dumps(
+                {
+                    "seconds": time.perf_counter() - start,
+                    "models": len(groups),
+                    "partition_sizes": [min(sizes), max(sizes)],
+                }
+            )
+        )
+
+
+def summarise(
+    pred: np.ndarray, radius: np.ndarray, labels: np.ndarray, radii: tuple[int, ...]
+) -> dict[str, float]:
+    correct = pred == labels
+    effective = np.where(correct, radius, -1)
+    curve = certify.certified_accuracy(pred, radius, labels, sorted(set(radii) | set(REPORTED_RADII)))
+    return {
+        "certified_auc": float(np.mean(np.maximum(effective + 1, 0))),
+        "clean_accuracy": float(correct.mean()),
+        **{f"certified_accuracy_r{r}": v for r, v in curve.items()},
+        "median_radius": float(np.median(effective)),
+    }
+
+
+@register_task("poisoning/digits")
+@dataclass(kw_only=True)
+class DigitsPoisoningTask(PoisoningTask):
+    description: ClassVar[str] = "scikit-learn's 8x8 digits (1,797 images), 80/20 split"
+    scales: ClassVar[dict] = {**PoisoningTask.scales, "cpu": {"k": 20, "d": 4}}
+
+    def load(self) -> ImageData:
+        return load_digits()
+
+
+@register_task("poisoning/mnist-5k")
+@dataclass(kw_only=True)
+class Mnist5kPoisoningTask(PoisoningTask):
+    description: ClassVar[str] = "5,000 real MNIST digits (the mnist-5k asset), 80/20 split"
+    asset_path: str = ""  # a local copy of mnist_5k.csv.gz instead of the asset cache
+
+    def load(self) -> ImageData:
+        return load_mnist_5k(self.asset_path or None)
+
+
+@register_task("poisoning/images")
+@dataclass(kw_only=True)
+class LocalImagesPoisoningTask(PoisoningTask):
+    description: ClassVar[str] = (
+        "any local image set (.npz with x, y; or parquet/CSV pixel columns and label)"
+    )
+    path: str
+
+    def load(self) -> ImageData:
+        return load_local(self.path)
