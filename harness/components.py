@@ -103,6 +103,8 @@ class Task(Component):
     # Per scale, the parameter values that differ from the dataclass defaults.
     scales: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "cpu": {}, "paper": {}}
     description: ClassVar[str] = ""
+    # False for tasks whose data comes from a hub: `families:` adds them to `paper`-scale boards only.
+    offline: ClassVar[bool] = True
 
     @classmethod
     def params_for_scale(cls, scale: str, overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -111,6 +113,12 @@ class Task(Component):
                 f"{where}: task '{cls.name}' has no scale '{scale}' (it has: {', '.join(cls.scales)})"
             )
         return cls.validate_params({**cls.scales[scale], **overrides}, where)
+
+    @classmethod
+    def runs_with_defaults(cls, scale: str) -> bool:
+        """Whether the task needs no parameter beyond its defaults and the scale's settings."""
+        required = set(cls.param_types()) - set(cls.param_defaults())
+        return scale in cls.scales and not required - set(cls.scales[scale])
 
     @classmethod
     def incompatibility(cls, method: type[Method]) -> str | None:

@@ -30,9 +30,7 @@ class Check:
 def smoke_task_for(family: str) -> str | None:
     """The first task of `family` that runs at smoke scale with its defaults alone."""
     for name, cls in TASKS:
-        if cls.family != family or "smoke" not in cls.scales:
-            continue
-        if not set(cls.param_types()) - set(cls.param_defaults()) - set(cls.scales["smoke"]):
+        if cls.family == family and cls.offline and cls.runs_with_defaults("smoke"):
             return name
     return None
 

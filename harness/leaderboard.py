@@ -206,19 +206,18 @@ def _entries(raw: Any, field_name: str, source: str, registry: Any) -> tuple[Ent
 
 
 def _family_tasks(family: str, scale: str, source: str, already: list[str]) -> tuple[Entry, ...]:
-    """A family's tasks that need no parameter beyond their defaults (generic loaders need a path or id)."""
+    """A family's tasks that run on their defaults alone (generic loaders need a path or id); tasks whose
+    data comes from a hub join `paper`-scale boards only."""
     found = [n for n, cls in TASKS if cls.family == family]
     if not found:
         raise UserError(f"{source}: field 'families' names unknown family '{family}'")
-    out = []
-    for name in found:
-        cls = TASKS.get(name)
-        if name in already or set(cls.param_types()) - set(cls.param_defaults()) - set(
-            cls.scales.get(scale, {})
-        ):
-            continue
-        out.append(Entry(name))
-    return tuple(out)
+    return tuple(
+        Entry(name)
+        for name in found
+        if name not in already
+        and TASKS.get(name).runs_with_defaults(scale)
+        and (TASKS.get(name).offline or scale == "paper")
+    )
 
 
 def _select(entries: tuple[Entry, ...], wanted: list[str] | None, kind: str, board: str) -> list[Entry]:

@@ -11,8 +11,10 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from harness import papers
 from harness.aggregate import Cell, cells, mean_ranks, ranks
 from harness.leaderboard import Leaderboard, PlannedRun
+from harness.papers import Reported
 from harness.store import Record
 
 
@@ -26,6 +28,7 @@ class Summary:
     cells: dict[tuple[str, str], Cell]
     ranks: dict[tuple[str, str], int]
     mean_ranks: dict[str, float]
+    reported: list[Reported]  # the papers' numbers, for paper-scale boards
 
     @classmethod
     def build(
@@ -35,8 +38,15 @@ class Summary:
         rank_map = ranks(board, cell_list)
         tasks = list(dict.fromkeys(r.task for r in plan))
         methods = list(dict.fromkeys(r.method for r in plan))
+        reported = papers.for_tasks([t.name for t in board.tasks]) if board.scale == "paper" else []
         return cls(
-            board, tasks, methods, {(c.task, c.method): c for c in cell_list}, rank_map, mean_ranks(rank_map)
+            board,
+            tasks,
+            methods,
+            {(c.task, c.method): c for c in cell_list},
+            rank_map,
+            mean_ranks(rank_map),
+            reported,
         )
 
     def metric_of(self, task: str) -> str:
@@ -97,6 +107,13 @@ def render_table(summary: Summary, console: Console) -> None:
     console.print(table)
     for line in summary.failures():
         console.print(f"[red]failed:[/] {line}", highlight=False)
+    if summary.reported:
+        paper = Table(title="reported by the papers")
+        for col in ("task", "method", "metric", "value", "source"):
+            paper.add_column(col)
+        for r in summary.reported:
+            paper.add_row(r.task, r.method, r.metric, f"{r.value:g} {r.unit}", r.source)
+        console.print(paper)
 
 
 def render_markdown(summary: Summary) -> str:
@@ -119,6 +136,18 @@ def render_markdown(summary: Summary) -> str:
         "cell empty.",
     ]
     lines += [f"- failed: {f}" for f in summary.failures()]
+    if summary.reported:
+        lines += [
+            "",
+            "## Reported by the papers",
+            "",
+            "| task | method | metric | value | source |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.task} | {r.method} | {r.metric} | {r.value:g} {r.unit} | {r.source} |"
+            for r in summary.reported
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -161,7 +190,7 @@ def render_csv(summary: Summary) -> str:
     return buffer.getvalue()
 
 
-def render_html(summary: Summary, extra_sections: list[str] | None = None) -> str:
+def render_html(summary: Summary) -> str:
     """One self-contained page: the table, then one bar chart per task with std error bars (inline SVG)."""
     esc = html.escape
     head = "".join(f"<th>{esc(t)}<br><small>{esc(summary.metric_of(t))}</small></th>" for t in summary.tasks)
@@ -175,6 +204,11 @@ def render_html(summary: Summary, extra_sections: list[str] | None = None) -> st
         body.append(f"<tr><th>{esc(method)}</th>{''.join(tds)}<td>{summary.rank_text(method)}</td></tr>")
     charts = "".join(_chart(summary, task) for task in summary.tasks)
     failures = "".join(f"<li>{esc(f)}</li>" for f in summary.failures())
+    reported = "".join(
+        f"<tr><td>{esc(r.task)}</td><td>{esc(r.method)}</td><td>{esc(r.metric)}</td>"
+        f"<td>{r.value:g} {esc(r.unit)}</td><td>{esc(r.source)}</td></tr>"
+        for r in summary.reported
+    )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{esc(summary.board.name)} leaderboard</title>
 <style>
@@ -191,7 +225,7 @@ figure{{margin:0}} figcaption{{font-size:90%;text-align:center}}
 a failed or missing seed leaves the cell empty.</small></p>
 {f"<h2>Failures</h2><ul>{failures}</ul>" if failures else ""}
 <h2>Primary metric per task</h2><div class="charts">{charts}</div>
-{"".join(extra_sections or [])}
+{f"<h2>Reported by the papers</h2><table>{reported}</table>" if reported else ""}
 </body></html>
 """
 

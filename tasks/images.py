@@ -99,3 +99,70 @@ def split(data: ImageData, test_fraction: float, seed: int = 0) -> tuple[ImageDa
     index = np.arange(len(data.y))
     train, test = train_test_split(index, test_size=test_fraction, stratify=data.y, random_state=seed)
     return data.subset(np.sort(train)), data.subset(np.sort(test))
+
+
+@dataclass(frozen=True)
+class HubImageSet:
+    """Where a Hugging Face dataset keeps its images and labels (the field names differ per set)."""
+
+    dataset_id: str
+    image_field: str
+    label_field: str
+    train_split: str = "train"
+    test_split: str = "test"
+
+
+HUB_IMAGE_SETS = {
+    "mnist": HubImageSet("ylecun/mnist", "image", "label"),
+    "cifar10": HubImageSet("uoft-cs/cifar10", "img", "label"),
+    "cifar100": HubImageSet("uoft-cs/cifar100", "img", "fine_label"),
+    "imagenet-1k": HubImageSet("ILSVRC/imagenet-1k", "image", "label", test_split="validation"),
+}
+
+
+def load_hub(source: HubImageSet, split_name: str, limit: int = 0, image_size: int = 0) -> ImageData:
+    """One split of an image dataset, from the hub by id or from a local folder of parquet files in the
+    hub's layout (`<split>*.parquet` or `<split>/*.parquet`), decoded to (n, c, h, w) floats in [0, 1]."""
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("hub image sets need the `datasets` package: pip install 'logitbench[hub]'") from None
+    local = Path(source.dataset_id).expanduser()
+    try:
+        if local.exists():
+            files = sorted(local.glob(f"{split_name}*.parquet")) + sorted(
+                local.glob(f"{split_name}/*.parquet")
+            )
+            if not files:
+                raise UserError(f"{local}: no {split_name}*.parquet or {split_name}/*.parquet files")
+            table = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+        else:
+            table = datasets.load_dataset(source.dataset_id, split=split_name)
+    except (OSError, ValueError, ConnectionError) as err:
+        raise UserError(
+            f"dataset {source.dataset_id} (split {split_name}) could not be loaded: "
+            f"{str(err).splitlines()[0]}"
+        ) from None
+    for needed in (source.image_field, source.label_field):
+        if needed not in table.column_names:
+            raise UserError(
+                f"dataset {source.dataset_id}: no field '{needed}' (fields: {', '.join(table.column_names)})"
+            )
+    if limit and len(table) > limit:
+        table = table.select(range(limit))
+    pictures = [_to_array(img, image_size) for img in table[source.image_field]]
+    x = np.stack(pictures).astype(np.float32) / 255.0
+    y = np.asarray(table[source.label_field], dtype=np.int64)
+    feature = table.features[source.label_field]
+    classes = getattr(feature, "num_classes", None) or int(y.max()) + 1
+    return ImageData(x, y, classes, f"hub:{source.dataset_id}:{split_name}")
+
+
+def _to_array(image, size: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """A PIL image as (channels, h, w) uint8, grey kept as one channel, optionally resized to size x size."""
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    if size and image.size != (size, size):
+        image = image.resize((size, size))
+    array = np.asarray(image, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)

@@ -127,3 +127,11 @@ def test_record_json_carries_versions_and_times(board_file, results):
     data = json.loads(next((results / "runs").rglob("*.json")).read_text())
     assert {"python", "numpy", "logitbench"} <= set(data["environment"]["packages"])
     assert data["started_at"] <= data["ended_at"] and data["peak_memory_mb"]["cpu_rss"] > 0
+
+
+def test_paper_scale_boards_show_the_papers_numbers(results, capsys):
+    assert main(["show", "poisoning-paper", "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "Reported by the papers" in out and "| poisoning/mnist | dpa+roe |" in out and "4.73" in out
+    assert main(["show", "poisoning", "--format", "md"]) == 0
+    assert "Reported by the papers" not in capsys.readouterr().out, "cpu-scale boards do not mix them in"

@@ -18,7 +18,16 @@ import numpy as np
 from harness.components import Metric, Task
 from harness.context import RunContext
 from harness.registries import register_task
-from tasks.images import ImageData, load_digits, load_local, load_mnist_5k, split
+from tasks.images import (
+    HUB_IMAGE_SETS,
+    HubImageSet,
+    ImageData,
+    load_digits,
+    load_hub,
+    load_local,
+    load_mnist_5k,
+    split,
+)
 from tasks.poisoning import certify, partition
 from tasks.poisoning.learners import train_and_predict
 from tasks.poisoning.protocol import PoisoningMethod
@@ -183,3 +192,64 @@ class LocalImagesPoisoningTask(PoisoningTask):
 
     def load(self) -> ImageData:
         return load_local(self.path)
+
+
+@dataclass(kw_only=True)
+class HubPoisoningTask(PoisoningTask):
+    """A hub image set with its own train and test splits (needs a network and the `hub` extra)."""
+
+    offline: ClassVar[bool] = False
+    hub_set: ClassVar[str] = ""
+    image_size: int = 0  # resize to image_size x image_size (0 keeps the size; GTSRB's vary)
+
+    def source(self) -> HubImageSet:
+        return HUB_IMAGE_SETS[self.hub_set]
+
+    def data(self) -> tuple[ImageData, ImageData]:
+        source = self.source()
+        return (
+            load_hub(source, source.train_split, self.max_train, self.image_size),
+            load_hub(source, source.test_split, self.max_test, self.image_size),
+        )
+
+
+@register_task("poisoning/mnist")
+@dataclass(kw_only=True)
+class MnistPoisoningTask(HubPoisoningTask):
+    description: ClassVar[str] = "MNIST from the hub (ylecun/mnist), 60k/10k; the paper's DPA k=1200, FA d=16"
+    hub_set: ClassVar[str] = "mnist"
+    scales: ClassVar[dict] = {
+        "smoke": {"k": 5, "d": 2, "learner": "logreg", "max_train": 400, "max_test": 100},
+        "cpu": {"max_train": 10_000, "max_test": 2_000},
+        "paper": {"k": 1200, "d": 16, "learner": "cnn", "epochs": 300, "hidden": 64},
+    }
+
+
+@register_task("poisoning/cifar10")
+@dataclass(kw_only=True)
+class Cifar10PoisoningTask(HubPoisoningTask):
+    description: ClassVar[str] = "CIFAR-10 from the hub (uoft-cs/cifar10), 50k/10k; the paper's k=50, FA d=16"
+    hub_set: ClassVar[str] = "cifar10"
+    scales: ClassVar[dict] = {
+        "smoke": {"k": 5, "d": 2, "learner": "logreg", "max_train": 400, "max_test": 100},
+        "cpu": {"learner": "cnn", "max_train": 10_000, "max_test": 2_000},
+        "paper": {"k": 50, "d": 16, "learner": "cnn", "epochs": 400, "hidden": 128},
+    }
+
+
+@register_task("poisoning/hub")
+@dataclass(kw_only=True)
+class AnyHubPoisoningTask(HubPoisoningTask):
+    """Any hub image set by id and field names (e.g. a GTSRB copy), or a local folder in the hub's layout."""
+
+    description: ClassVar[str] = "any image set on the hub (dataset id, image and label fields, split names)"
+    dataset: str
+    image_field: str = "image"
+    label_field: str = "label"
+    train_split: str = "train"
+    test_split: str = "test"
+
+    def source(self) -> HubImageSet:
+        return HubImageSet(
+            self.dataset, self.image_field, self.label_field, self.train_split, self.test_split
+        )
