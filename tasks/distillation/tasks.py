@@ -1,0 +1,252 @@
+"""Distillation tasks: an image set, a teacher and a student architecture, and a training budget.
+
+The teacher is trained once per (task, seed) and kept as an artifact (or loaded from `teacher_checkpoint`);
+so is a cross-entropy student, the reference for `gain_over_ce`. Every method's student starts from the
+same seed-fixed initialisation and sees the same batches, so differences come from the loss alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from harness.components import Metric, Task
+from harness.context import RunContext
+from harness.errors import UserError
+from harness.registries import register_task
+from tasks.distillation.protocol import DistillationMethod
+from tasks.images import HUB_IMAGE_SETS, ImageData, load_digits, load_hub, load_local, load_mnist_5k, split
+
+DISTILLATION_METRICS = (
+    Metric("student_top1", True, tolerance=0.01, description="student accuracy, main head"),
+    Metric("student_top5", True, tolerance=0.01),
+    Metric("teacher_top1", True, tolerance=0.01),
+    Metric(
+        "gain_over_ce", True, tolerance=0.01, description="student_top1 minus a CE-only student's, same seed"
+    ),
+    Metric("train_seconds", False, gate=False, description="training the student with this method"),
+    Metric("teacher_seconds", False, gate=False, description="training the teacher (once per task and seed)"),
+)
+
+
+@dataclass(kw_only=True)
+class DistillationTask(Task):
+    family: ClassVar[str] = "distillation"
+    method_protocol: ClassVar[type] = DistillationMethod
+    metrics: ClassVar[tuple[Metric, ...]] = DISTILLATION_METRICS
+    primary_metric: ClassVar[str] = "student_top1"
+
+    teacher: str = "cnn"
+    student: str = "mlp-small"
+    teacher_epochs: int = 30
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    augment: str = "none"
+    test_fraction: float = 0.2
+    max_train: int = 0
+    max_test: int = 0
+    teacher_checkpoint: str = ""  # a state_dict file for the teacher instead of training one
+
+    def load(self) -> ImageData:
+        raise NotImplementedError
+
+    def data(self) -> tuple[ImageData, ImageData]:
+        train, test = split(self.load(), self.test_fraction)
+        if self.max_train and len(train.y) > self.max_train:
+            train = train.subset(range(self.max_train))
+        if self.max_test and len(test.y) > self.max_test:
+            test = test.subset(range(self.max_test))
+        return train, test
+
+    def schedule(self, epochs: int):  # type: ignore[no-untyped-def]
+        from tasks.distillation.training import Schedule
+
+        return Schedule(epochs, self.batch_size, self.optimizer, self.lr, self.weight_decay, self.augment)
+
+    def run(self, method: DistillationMethod, ctx: RunContext) -> dict[str, float]:
+        import torch
+
+        from tasks.distillation import training
+        from tasks.distillation.networks import build
+
+        device = torch.device(ctx.device)
+        with ctx.phase("load"):
+            train, test = self.data()
+            x, y = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
+            x_test, y_test = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
+        shape, classes = tuple(train.x.shape[1:]), train.classes
+        identity = {"task": self.name, "params": asdict(self), "seed": ctx.seed}
+
+        with ctx.phase("teacher"):
+            teacher = build(self.teacher, shape, classes).to(device)
+            folder = self._teacher_artifact(ctx, identity, teacher, x, y, x_test, y_test)
+            teacher.load_state_dict(torch.load(folder / "teacher.pt", map_location=device))
+            teacher.eval()
+            teacher_meta = json.loads((folder / "meta.json").read_text())
+        with ctx.phase("ce_reference"):
+            reference = ctx.artifacts.get_or_build(
+                "distillation-ce-student",
+                identity,
+                lambda out: self._ce_student(out, ctx, x, y, x_test, y_test),
+            )
+            ce_top1 = json.loads((reference / "meta.json").read_text())["top1"]
+        with ctx.phase("train"):
+            torch.manual_seed(ctx.seed)
+            student = build(self.student, shape, classes).to(device)
+            teacher_logits = training.predict(teacher, x) if self.augment == "none" else None
+            training.train(
+                student,
+                x,
+                y,
+                self.schedule(self.epochs),
+                ctx.seed,
+                method,
+                teacher=teacher,
+                teacher_logits=teacher_logits,
+            )
+        with ctx.phase("evaluate"):
+            logits = training.predict(student, x_test)
+        top1 = training.top_k_accuracy(logits, y_test, 1)
+        return {
+            "student_top1": top1,
+            "student_top5": training.top_k_accuracy(logits, y_test, 5),
+            "teacher_top1": teacher_meta["top1"],
+            "gain_over_ce": top1 - ce_top1,
+            "train_seconds": ctx.phases["train"],
+            "teacher_seconds": teacher_meta["seconds"],
+        }
+
+    def _teacher_artifact(self, ctx, identity, teacher, x, y, x_test, y_test) -> Path:  # type: ignore[no-untyped-def]
+        import torch
+
+        from tasks.distillation import training
+
+        def build_teacher(out: Path) -> None:
+            start = time.perf_counter()
+            if self.teacher_checkpoint:
+                path = Path(self.teacher_checkpoint).expanduser()
+                if not path.exists():
+                    raise UserError(f"teacher checkpoint {path} does not exist")
+                teacher.load_state_dict(torch.load(path, map_location=x.device))
+            else:
+                torch.manual_seed(ctx.seed + 10_000)
+                for module in teacher.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
+                training.train(teacher, x, y, self.schedule(self.teacher_epochs), ctx.seed + 10_000)
+            top1 = training.top_k_accuracy(training.predict(teacher, x_test), y_test, 1)
+            torch.save(teacher.state_dict(), out / "teacher.pt")
+            (out / "meta.json").write_text(json.dumps({"top1": top1, "seconds": time.perf_counter() - start}))
+
+        teacher_identity = {k: v for k, v in identity.items() if k != "params"}
+        teacher_identity["params"] = {
+            k: v for k, v in identity["params"].items() if k not in ("student", "epochs")
+        }
+        return ctx.artifacts.get_or_build("distillation-teacher", teacher_identity, build_teacher)
+
+    def _ce_student(self, out: Path, ctx, x, y, x_test, y_test) -> None:  # type: ignore[no-untyped-def]
+        import torch
+
+        from tasks.distillation import training
+        from tasks.distillation.networks import build
+
+        torch.manual_seed(ctx.seed)
+        student = build(self.student, tuple(x.shape[1:]), int(y.max()) + 1).to(x.device)
+        training.train(student, x, y, self.schedule(self.epochs), ctx.seed)
+        top1 = training.top_k_accuracy(training.predict(student, x_test), y_test, 1)
+        (out / "meta.json").write_text(json.dumps({"top1": top1}))
+
+
+SMOKE = {
+    "teacher": "cnn-small",
+    "student": "mlp-small",
+    "teacher_epochs": 2,
+    "epochs": 2,
+    "max_train": 300,
+    "max_test": 100,
+}
+
+
+@register_task("distillation/digits")
+@dataclass(kw_only=True)
+class DigitsDistillationTask(DistillationTask):
+    description: ClassVar[str] = "8x8 digits: a small CNN teacher, a one-hidden-layer MLP student"
+    scales: ClassVar[dict] = {"smoke": SMOKE, "cpu": {}, "paper": {"teacher_epochs": 100, "epochs": 100}}
+
+    def load(self) -> ImageData:
+        return load_digits()
+
+
+@register_task("distillation/mnist-5k")
+@dataclass(kw_only=True)
+class Mnist5kDistillationTask(DistillationTask):
+    description: ClassVar[str] = "real MNIST-5k: a 3-stage CNN teacher, a one-hidden-layer MLP student"
+    scales: ClassVar[dict] = {
+        "smoke": SMOKE,
+        "cpu": {"teacher_epochs": 15, "epochs": 20},
+        "paper": {"teacher_epochs": 60, "epochs": 60},
+    }
+    asset_path: str = ""
+
+    def load(self) -> ImageData:
+        return load_mnist_5k(self.asset_path or None)
+
+
+@register_task("distillation/images")
+@dataclass(kw_only=True)
+class LocalImagesDistillationTask(DistillationTask):
+    description: ClassVar[str] = (
+        "any local image set (.npz with x, y; or parquet/CSV pixel columns and label)"
+    )
+    scales: ClassVar[dict] = {"smoke": SMOKE, "cpu": {}, "paper": {}}
+    path: str
+
+    def load(self) -> ImageData:
+        return load_local(self.path)
+
+
+@dataclass(kw_only=True)
+class HubDistillationTask(DistillationTask):
+    offline: ClassVar[bool] = False
+    hub_set: ClassVar[str] = ""
+    image_size: int = 0
+
+    def data(self) -> tuple[ImageData, ImageData]:
+        source = HUB_IMAGE_SETS[self.hub_set]
+        return (
+            load_hub(source, source.train_split, self.max_train, self.image_size),
+            load_hub(source, source.test_split, self.max_test, self.image_size),
+        )
+
+
+CIFAR_PAPER = {"epochs": 240, "teacher_epochs": 240, "batch_size": 64, "lr": 0.05, "augment": "flip-crop"}
+
+
+@register_task("distillation/cifar10")
+@dataclass(kw_only=True)
+class Cifar10DistillationTask(HubDistillationTask):
+    description: ClassVar[str] = "CIFAR-10 (uoft-cs/cifar10): resnet56 -> resnet20, 240 epochs"
+    hub_set: ClassVar[str] = "cifar10"
+    scales: ClassVar[dict] = {
+        "smoke": SMOKE,
+        "cpu": {"teacher": "resnet20", "student": "cnn-small", "max_train": 5000, "max_test": 1000},
+        "paper": {"teacher": "resnet56", "student": "resnet20", **CIFAR_PAPER},
+    }
+
+
+@register_task("distillation/cifar100")
+@dataclass(kw_only=True)
+class Cifar100DistillationTask(HubDistillationTask):
+    description: ClassVar[str] = "CIFAR-100 (uoft-cs/cifar100): wrn-40-2 -> wrn-16-2, 240 epochs"
+    hub_set: ClassVar[str] = "cifar100"
+    scales: ClassVar[dict] = {
+        "smoke": SMOKE,
+        "cpu": {"teacher": "resnet20", "student": "cnn-small", "max_train": 5000, "max_test": 1000},
+        "paper": {"teacher": "wrn-40-2", "student": "wrn-16-2", **CIFAR_PAPER},
+    }
