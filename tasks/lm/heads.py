@@ -57,7 +57,9 @@ class LowRankHead(Head):
 class AdaptiveHead(Head):
     """torch's adaptive softmax; token ids are first renumbered by training frequency (its requirement)."""
 
-    def __init__(self, dim: int, vocab: int, rank_of_token: torch.Tensor, cutoffs: list[int], div_value: float):
+    def __init__(
+        self, dim: int, vocab: int, rank_of_token: torch.Tensor, cutoffs: list[int], div_value: float
+    ):
         super().__init__()
         self.softmax = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab, cutoffs, div_value=div_value)
         self.register_buffer("rank_of_token", rank_of_token)
@@ -89,8 +91,12 @@ class VQLogitsHead(Head):
 
     def log_code_mass(self) -> torch.Tensor:
         """(K,) log S_k: log of the summed exp(bias) of each code's tokens (log count without a bias)."""
-        weights = torch.ones_like(self.mapping, dtype=self.codebook.dtype) if self.bias is None else self.bias.exp()
-        mass = torch.zeros(self.codes, dtype=weights.dtype, device=weights.device).index_add(0, self.mapping, weights)
+        weights = (
+            torch.ones_like(self.mapping, dtype=self.codebook.dtype) if self.bias is None else self.bias.exp()
+        )
+        mass = torch.zeros(self.codes, dtype=weights.dtype, device=weights.device).index_add(
+            0, self.mapping, weights
+        )
         return torch.where(mass > 0, mass.clamp_min(1e-30).log(), torch.full_like(mass, float("-inf")))
 
     def log_normalizer(self, code_logits: torch.Tensor) -> torch.Tensor:
@@ -107,13 +113,17 @@ class VQLogitsHead(Head):
     def reassign(self, reference: torch.Tensor) -> int:
         """Move each token to the code nearest its reference vector (cosine); returns how many moved."""
         codes = F.normalize(self.codebook, dim=1)
-        nearest = torch.cat([(F.normalize(chunk, dim=1) @ codes.T).argmax(dim=1) for chunk in reference.split(8192)])
+        nearest = torch.cat(
+            [(F.normalize(chunk, dim=1) @ codes.T).argmax(dim=1) for chunk in reference.split(8192)]
+        )
         moved = int((nearest != self.mapping).sum())
         self.mapping.copy_(nearest)
         return moved
 
 
-def kmeans(points: torch.Tensor, k: int, seed: int, iterations: int = 15) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(
+    points: torch.Tensor, k: int, seed: int, iterations: int = 15
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Spherical k-means (cosine) with seeded k-means++-lite init: (centroids (k, d), assignment (n,))."""
     generator = torch.Generator().manual_seed(seed)
     unit = F.normalize(points.float(), dim=1)

@@ -14,8 +14,9 @@ class DecoderBody(nn.Module):
         super().__init__()
         self.token_embedding = nn.Embedding(vocab, dim)
         self.position_embedding = nn.Embedding(block, dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         nn.init.normal_(self.token_embedding.weight, std=0.02)

