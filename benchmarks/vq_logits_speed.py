@@ -55,14 +55,16 @@ def main() -> None:
     fb_vq = best_ms(backward(vq, lambda m: m.nll(h, y)))
     print(f"V={V:,} d={D} positions={N:,} K={K:,} threads={args.threads}")
     print(
-        f"logits forward:        full {fwd_full:8.1f} ms   vq {fwd_vq:8.1f} ms   speed-up {fwd_full / fwd_vq:5.1f}x"
+        f"logits forward:        full {fwd_full:8.1f} ms   vq {fwd_vq:8.1f} ms   "
+        f"speed-up {fwd_full / fwd_vq:5.1f}x"
     )
     print(
         f"loss forward:          full {loss_full:8.1f} ms   vq {loss_vq_fast:8.1f} ms   speed-up "
         f"{loss_full / loss_vq_fast:5.1f}x   (vq through V-sized logits: {loss_vq_naive:.1f} ms)"
     )
     print(
-        f"loss forward+backward: full {fb_full:8.1f} ms   vq {fb_vq:8.1f} ms   speed-up {fb_full / fb_vq:5.1f}x"
+        f"loss forward+backward: full {fb_full:8.1f} ms   vq {fb_vq:8.1f} ms   "
+        f"speed-up {fb_full / fb_vq:5.1f}x"
     )
     print(
         f"head parameters:       full {full.parameter_count():,}   vq {vq.parameter_count():,} "
