@@ -86,8 +86,13 @@ class VQLogitsHead(Head):
         return h @ self.codebook.T  # (N, K)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        scattered = self.code_logits(h).index_select(1, self.mapping)  # (N, V): a gather of K logits
-        return scattered if self.bias is None else scattered + self.bias
+        """(N, V), returned as the transpose of a (V, N) array: gathering whole rows of the (K, N) code
+        logits copies contiguous memory, and the bias is added in place, so the cost is one write of the
+        output (a gather of K logits per position, not a V x d product)."""
+        scattered = (self.codebook @ h.T).index_select(0, self.mapping)  # (V, N)
+        if self.bias is not None:
+            scattered += self.bias[:, None]
+        return scattered.T
 
     def log_code_mass(self) -> torch.Tensor:
         """(K,) log S_k: log of the summed exp(bias) of each code's tokens (log count without a bias)."""
