@@ -179,3 +179,38 @@ def test_final_hidden_states_are_what_the_head_reads(tmp_path):
     with torch.no_grad():
         h = causal_lm.final_hidden_states(model, ids)
         assert torch.allclose(model.get_output_embeddings()(h), model(input_ids=ids).logits, atol=1e-5)
+
+
+def test_hub_corpus_loader_reads_the_wikitext_and_c4_schemas(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    wiki = tmp_path / "wikitext"
+    wiki.mkdir()
+    rows = {"text": ["", " = Valkyria Chronicles = \n", " The game began development in 2010 . \n", ""]}
+    datasets.Dataset.from_dict(rows).to_parquet(str(wiki / "test-00000-of-00001.parquet"))
+    source = corpus.HubCorpus(str(wiki), "wikitext-103-raw-v1", corpus.HUB_CORPORA["wikitext-103"].splits)
+    docs = corpus.hub_documents(source, "test", limit_docs=0)
+    assert docs == rows["text"][1:3], "empty lines are skipped, the rest kept in order"
+    c4 = tmp_path / "c4"
+    c4.mkdir()
+    (c4 / "validation.00000-of-00008.jsonl").write_text(
+        "\n".join(json.dumps({"text": f"document {i}", "timestamp": "2019", "url": "u"}) for i in range(5))
+    )
+    source = corpus.HubCorpus(str(c4), "en", corpus.HUB_CORPORA["c4"].splits)
+    assert corpus.hub_documents(source, "valid", limit_docs=3) == ["document 0", "document 1", "document 2"]
+    with pytest.raises(Exception, match="no field 'body'"):
+        corpus.hub_documents(corpus.HubCorpus(str(c4), "en", {"valid": "validation"}, "body"), "valid", 1)
+
+
+def test_hub_corpus_task_trains_from_a_local_copy(assets, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    _, tok = assets
+    folder = tmp_path / "wiki"
+    folder.mkdir()
+    for split, n in (("train", 200), ("validation", 20), ("test", 20)):
+        texts = [" ".join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(3)) for i in range(n)]
+        datasets.Dataset.from_dict({"text": texts}).to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+    spec = make_spec(TASKS.get("lm/hub-corpus"), METHODS.get("vq-logits"), 0, "smoke",
+                     {"corpus": str(folder), "tokenizer_asset": str(tok)}, {"codes": 16})
+    record = run_spec(spec, ResultStore(tmp_path / "r"), WorkerOptions(str(tmp_path / "r"), 1), "t")
+    assert record["status"] == "ok", record["error"]
+    assert record["metrics"]["test_perplexity"]["value"] < 257

