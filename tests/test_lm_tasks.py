@@ -114,6 +114,7 @@ def test_from_scratch_task_runs_every_head(assets, tmp_path):
         assert 1.0 < metrics["test_perplexity"] < 257 * 4
         if method == "full":
             assert metrics["head_reduction"] == pytest.approx(0.0, abs=0.01)  # tied: d*V
+            assert metrics["perplexity_increase"] == pytest.approx(0.0, abs=1e-9), "full is its own reference"
         else:
             assert metrics["head_reduction"] > 0.0
 
@@ -208,9 +209,17 @@ def test_hub_corpus_task_trains_from_a_local_copy(assets, tmp_path):
     folder.mkdir()
     for split, n in (("train", 200), ("validation", 20), ("test", 20)):
         texts = [" ".join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(3)) for i in range(n)]
-        datasets.Dataset.from_dict({"text": texts}).to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
-    spec = make_spec(TASKS.get("lm/hub-corpus"), METHODS.get("vq-logits"), 0, "smoke",
-                     {"corpus": str(folder), "tokenizer_asset": str(tok)}, {"codes": 16})
+        datasets.Dataset.from_dict({"text": texts}).to_parquet(
+            str(folder / f"{split}-00000-of-00001.parquet")
+        )
+    spec = make_spec(
+        TASKS.get("lm/hub-corpus"),
+        METHODS.get("vq-logits"),
+        0,
+        "smoke",
+        {"corpus": str(folder), "tokenizer_asset": str(tok)},
+        {"codes": 16},
+    )
     record = run_spec(spec, ResultStore(tmp_path / "r"), WorkerOptions(str(tmp_path / "r"), 1), "t")
     assert record["status"] == "ok", record["error"]
     assert record["metrics"]["test_perplexity"]["value"] < 257

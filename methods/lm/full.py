@@ -17,4 +17,6 @@ class FullSoftmax(OutputHeadMethod):
     def make_head(self, context: HeadContext):  # type: ignore[no-untyped-def]
         from tasks.lm.heads import FullHead
 
-        return FullHead(context.dim, context.vocab, context.warm_start, bias=context.warm_start is None)
+        if context.pretrained_head:
+            return FullHead(context.dim, context.vocab, context.warm_start, bias=False)
+        return FullHead(context.dim, context.vocab)

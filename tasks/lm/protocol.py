@@ -25,8 +25,9 @@ class HeadContext:
     dim: int
     vocab: int
     token_counts: np.ndarray  # (vocab,) training-set frequency of each token
-    warm_start: torch.Tensor | None  # (vocab, dim) an output embedding to start from (retrofit), else None
+    warm_start: torch.Tensor | None  # (vocab, dim) an output embedding that VQ-Logits may cluster
     seed: int
+    pretrained_head: bool = False  # True when warm_start is the model's own head (retrofit): `full` keeps it
 
 
 class OutputHeadMethod(Method):

@@ -155,7 +155,6 @@ class ScratchLMTask(LMTask):
             head = method.make_head(HeadContext(self.dim, vocab, token_counts, warm, ctx.seed)).to(device)
             if getattr(method, "tied", False) and isinstance(head, FullHead):
                 head.linear.weight = body.token_embedding.weight
-            head.frozen = False
             self._train(body, head, train, ctx, method)
         with ctx.phase("evaluate"):
             body.eval()
@@ -355,7 +354,10 @@ class RetrofitLMTask(LMTask):
         token_counts = counts(train_y.cpu().numpy(), vocab)
         with ctx.phase("train"):
             torch.manual_seed(ctx.seed)
-            head = method.make_head(HeadContext(dim, vocab, token_counts, warm, ctx.seed)).to(device)
+            head = method.make_head(
+                HeadContext(dim, vocab, token_counts, warm, ctx.seed, pretrained_head=True)
+            )
+            head = head.to(device)
             generator = torch.Generator().manual_seed(ctx.seed)
 
             def sample():  # type: ignore[no-untyped-def]
