@@ -166,3 +166,25 @@ def _to_array(image, size: int) -> np.ndarray:  # type: ignore[no-untyped-def]
         image = image.resize((size, size))
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def train_test(
+    data: ImageData, test_fraction: float, max_train: int, max_test: int
+) -> tuple[ImageData, ImageData]:
+    """The task's fixed split, each side cut to its first max_* samples (0 keeps all)."""
+    train, test = split(data, test_fraction)
+    return _first(train, max_train), _first(test, max_test)
+
+
+def hub_train_test(
+    source: HubImageSet, max_train: int, max_test: int, image_size: int
+) -> tuple[ImageData, ImageData]:
+    """A hub set's own train and test splits."""
+    return (
+        load_hub(source, source.train_split, max_train, image_size),
+        load_hub(source, source.test_split, max_test, image_size),
+    )
+
+
+def _first(data: ImageData, limit: int) -> ImageData:
+    return data.subset(np.arange(limit)) if limit and len(data.y) > limit else data

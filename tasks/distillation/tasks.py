@@ -18,7 +18,15 @@ from harness.context import RunContext
 from harness.errors import UserError
 from harness.registries import register_task
 from tasks.distillation.protocol import DistillationMethod
-from tasks.images import HUB_IMAGE_SETS, ImageData, load_digits, load_hub, load_local, load_mnist_5k, split
+from tasks.images import (
+    HUB_IMAGE_SETS,
+    ImageData,
+    hub_train_test,
+    load_digits,
+    load_local,
+    load_mnist_5k,
+    train_test,
+)
 
 DISTILLATION_METRICS = (
     Metric("student_top1", True, tolerance=0.01, description="student accuracy, main head"),
@@ -57,12 +65,7 @@ class DistillationTask(Task):
         raise NotImplementedError
 
     def data(self) -> tuple[ImageData, ImageData]:
-        train, test = split(self.load(), self.test_fraction)
-        if self.max_train and len(train.y) > self.max_train:
-            train = train.subset(range(self.max_train))
-        if self.max_test and len(test.y) > self.max_test:
-            test = test.subset(range(self.max_test))
-        return train, test
+        return train_test(self.load(), self.test_fraction, self.max_train, self.max_test)
 
     def schedule(self, epochs: int):  # type: ignore[no-untyped-def]
         from tasks.distillation.training import Schedule
@@ -218,11 +221,7 @@ class HubDistillationTask(DistillationTask):
     image_size: int = 0
 
     def data(self) -> tuple[ImageData, ImageData]:
-        source = HUB_IMAGE_SETS[self.hub_set]
-        return (
-            load_hub(source, source.train_split, self.max_train, self.image_size),
-            load_hub(source, source.test_split, self.max_test, self.image_size),
-        )
+        return hub_train_test(HUB_IMAGE_SETS[self.hub_set], self.max_train, self.max_test, self.image_size)
 
 
 CIFAR_PAPER = {"epochs": 240, "teacher_epochs": 240, "batch_size": 64, "lr": 0.05, "augment": "flip-crop"}

@@ -22,11 +22,11 @@ from tasks.images import (
     HUB_IMAGE_SETS,
     HubImageSet,
     ImageData,
+    hub_train_test,
     load_digits,
-    load_hub,
     load_local,
     load_mnist_5k,
-    split,
+    train_test,
 )
 from tasks.poisoning import certify, partition
 from tasks.poisoning.learners import train_and_predict
@@ -79,12 +79,7 @@ class PoisoningTask(Task):
         raise NotImplementedError
 
     def data(self) -> tuple[ImageData, ImageData]:
-        train, test = split(self.load(), self.test_fraction)
-        if self.max_train and len(train.y) > self.max_train:
-            train = train.subset(np.arange(self.max_train))
-        if self.max_test and len(test.y) > self.max_test:
-            test = test.subset(np.arange(self.max_test))
-        return train, test
+        return train_test(self.load(), self.test_fraction, self.max_train, self.max_test)
 
     def run(self, method: PoisoningMethod, ctx: RunContext) -> dict[str, float]:
         with ctx.phase("load"):
@@ -206,11 +201,7 @@ class HubPoisoningTask(PoisoningTask):
         return HUB_IMAGE_SETS[self.hub_set]
 
     def data(self) -> tuple[ImageData, ImageData]:
-        source = self.source()
-        return (
-            load_hub(source, source.train_split, self.max_train, self.image_size),
-            load_hub(source, source.test_split, self.max_test, self.image_size),
-        )
+        return hub_train_test(self.source(), self.max_train, self.max_test, self.image_size)
 
 
 @register_task("poisoning/mnist")
