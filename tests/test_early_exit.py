@@ -82,7 +82,7 @@ def tiny(tmp_path_factory):
     from transformers import AlbertConfig, AlbertModel, BertConfig, BertModel, BertTokenizerFast
 
     root = tmp_path_factory.mktemp("early-exit")
-    words = ["the", "a", "film", "plot", "great", "dull", "fine", "awful", "loved", "hated", "it", "was", "and", "so", "very"]
+    words = "the a film plot great dull fine awful loved hated it was and so very".split()  # noqa: SIM905
     (root / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]))
     tokenizer = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
     for name, model in (
