@@ -103,6 +103,8 @@ class Task(Component):
     # Per scale, the parameter values that differ from the dataclass defaults.
     scales: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "cpu": {}, "paper": {}}
     description: ClassVar[str] = ""
+    # Two metrics the HTML report plots against each other (x, y), e.g. accuracy against layers used.
+    tradeoff: ClassVar[tuple[str, str] | None] = None
     # False for tasks whose data comes from a hub: `families:` adds them to `paper`-scale boards only.
     offline: ClassVar[bool] = True
 

@@ -29,6 +29,7 @@ class Summary:
     ranks: dict[tuple[str, str], int]
     mean_ranks: dict[str, float]
     reported: list[Reported]  # the papers' numbers, for paper-scale boards
+    tradeoffs: dict[str, list[tuple[str, float, float]]]  # task -> (method, x, y) for tasks that declare one
 
     @classmethod
     def build(
@@ -39,6 +40,14 @@ class Summary:
         tasks = list(dict.fromkeys(r.task for r in plan))
         methods = list(dict.fromkeys(r.method for r in plan))
         reported = papers.for_tasks([t.name for t in board.tasks]) if board.scale == "paper" else []
+        tradeoffs = {}
+        for task in tasks:
+            axes = board.task_class(task).tradeoff
+            if axes:
+                runs = [r for r in plan if r.task == task]
+                xs = {c.method: c.mean for c in cells(board, runs, records, axes[0]) if c.mean is not None}
+                ys = {c.method: c.mean for c in cells(board, runs, records, axes[1]) if c.mean is not None}
+                tradeoffs[task] = [(m, xs[m], ys[m]) for m in xs if m in ys]
         return cls(
             board,
             tasks,
@@ -47,6 +56,7 @@ class Summary:
             rank_map,
             mean_ranks(rank_map),
             reported,
+            tradeoffs,
         )
 
     def metric_of(self, task: str) -> str:
@@ -203,6 +213,7 @@ def render_html(summary: Summary) -> str:
             tds.append(f'<td class="{cls}">{esc(summary.text(task, method))}</td>')
         body.append(f"<tr><th>{esc(method)}</th>{''.join(tds)}<td>{summary.rank_text(method)}</td></tr>")
     charts = "".join(_chart(summary, task) for task in summary.tasks)
+    charts += "".join(_scatter(summary, task, points) for task, points in summary.tradeoffs.items())
     failures = "".join(f"<li>{esc(f)}</li>" for f in summary.failures())
     reported = "".join(
         f"<tr><td>{esc(r.task)}</td><td>{esc(r.method)}</td><td>{esc(r.metric)}</td>"
@@ -271,3 +282,37 @@ def _chart(summary: Summary, task: str, width: int = 360, bar_h: int = 22) -> st
     size = f'width="{width}" height="{height + 4}"'
     svg = f'<svg xmlns="http://www.w3.org/2000/svg" {size}>{"".join(parts)}</svg>'
     return f"<figure>{svg}<figcaption>{esc(task)}: {esc(summary.metric_of(task))}</figcaption></figure>"
+
+
+def _scatter(summary: Summary, task: str, points: list[tuple[str, float, float]], size: int = 360) -> str:
+    """Each method's mean (x, y) for a task's declared trade-off (e.g. accuracy against layers used)."""
+    esc = html.escape
+    x_name, y_name = summary.board.task_class(task).tradeoff
+    if not points:
+        return ""
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    x_lo, x_hi = min(xs), max(xs)
+    y_lo, y_hi = min(ys), max(ys)
+    pad = 40
+
+    def x(v: float) -> float:
+        return pad + (v - x_lo) / ((x_hi - x_lo) or 1.0) * (size - 2 * pad)
+
+    def y(v: float) -> float:
+        return size - pad - (v - y_lo) / ((y_hi - y_lo) or 1.0) * (size - 2 * pad)
+
+    dots = "".join(
+        f'<circle cx="{x(px):.1f}" cy="{y(py):.1f}" r="4" fill="#6b8fc7">'
+        f"<title>{esc(m)}: {px:.4g}, {py:.4g}</title></circle>"
+        f'<text x="{x(px) + 6:.1f}" y="{y(py) - 6:.1f}" font-size="10">{esc(m)}</text>'
+        for m, px, py in points
+    )
+    axes = (
+        f'<text x="{size / 2}" y="{size - 8}" font-size="11" text-anchor="middle">{esc(x_name)} '
+        f"({x_lo:.3g} to {x_hi:.3g})</text>"
+        f'<text x="12" y="{size / 2}" font-size="11" transform="rotate(-90 12 {size / 2})" '
+        f'text-anchor="middle">'
+        f"{esc(y_name)} ({y_lo:.3g} to {y_hi:.3g})</text>"
+    )
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}">{axes}{dots}</svg>'
+    return f"<figure>{svg}<figcaption>{esc(task)}: {esc(y_name)} against {esc(x_name)}</figcaption></figure>"

@@ -135,3 +135,15 @@ def test_paper_scale_boards_show_the_papers_numbers(results, capsys):
     assert "Reported by the papers" in out and "| poisoning/mnist | dpa+roe |" in out and "4.73" in out
     assert main(["show", "poisoning", "--format", "md"]) == 0
     assert "Reported by the papers" not in capsys.readouterr().out, "cpu-scale boards do not mix them in"
+
+
+def test_html_plots_a_declared_tradeoff(board_file, results, tmp_path, monkeypatch):
+    from lb_diagnostics import EchoTask
+
+    monkeypatch.setattr(EchoTask, "tradeoff", ("seconds", "score"))
+    path = str(board_file(BOARD))
+    main(["run", path, "--no-progress"])
+    html_file = tmp_path / "r.html"
+    assert main(["show", path, "--format", "html", "-o", str(html_file)]) == 0
+    page = html_file.read_text()
+    assert page.count("<svg") == 2 and "score against seconds" in page and page.count("<circle") == 2

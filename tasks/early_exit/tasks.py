@@ -45,6 +45,7 @@ class EarlyExitTask(Task):
     metrics: ClassVar[tuple[Metric, ...]] = EARLY_EXIT_METRICS
     primary_metric: ClassVar[str] = "score"
     metric_name: ClassVar[str] = "accuracy"
+    tradeoff: ClassVar[tuple[str, str] | None] = ("mean_layers", "score")
 
     model: str = "minilm-l6"  # the asset, a local checkpoint folder, or a hub id
     max_length: int = 64

@@ -48,6 +48,7 @@ class LMTask(Task):
     method_protocol: ClassVar[type] = OutputHeadMethod
     metrics: ClassVar[tuple[Metric, ...]] = LM_METRICS
     primary_metric: ClassVar[str] = "test_perplexity"
+    tradeoff: ClassVar[tuple[str, str] | None] = ("head_parameters", "test_perplexity")
 
     block: int = 64
     batch: int = 8
