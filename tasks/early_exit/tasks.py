@@ -235,7 +235,7 @@ class RottenTomatoesTask(EarlyExitTask):
             "max_length": 32,
             "timing_examples": 4,
         },
-        "cpu": {"max_train": 1500, "max_test": 500, "max_length": 48, "epochs": 2},
+        "cpu": {"max_train": 800, "max_test": 400, "max_length": 40, "epochs": 2, "timing_examples": 50},
         "paper": {"model": "albert-base-v2", "lr": 1e-5, "epochs": 5, "max_length": 128},
     }
     corpus_asset: str = ""
