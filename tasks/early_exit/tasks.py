@@ -147,11 +147,9 @@ class EarlyExitTask(Task):
         encoder.train()
         for _ in range(self.epochs):
             order = torch.randperm(len(train.labels), generator=generator).numpy()
-            for rows, batch in zip(
-                np.array_split(order, max(1, -(-len(order) // self.batch_size))),
-                self._batches(tokenizer, train, order, ctx.device),
-                strict=True,
-            ):
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                batch = next(self._batches(tokenizer, train, rows, ctx.device))
                 states = backbone.cls_states(encoder, batch)
                 logits = torch.stack([head(states[i + 1]) for i, head in enumerate(modules["classifiers"])])
                 loss = method.loss(logits, states, modules, labels[torch.from_numpy(rows).to(ctx.device)])
