@@ -168,7 +168,12 @@ def test_a_sweep_shares_one_trained_model(tiny, tmp_path):
 
 def test_training_batches_keep_inputs_and_labels_together(tiny, tmp_path):
     """A training set that is not a multiple of the batch size (70 = 16 * 4 + 6) must still line up."""
-    spec = make_spec(TASKS.get("early_exit/rotten-tomatoes"), METHODS.get("pabee"), 0, "smoke",
-                     {"model": str(tiny / "bert"), "corpus_asset": str(tiny / "corpus"), "max_train": 70},
-                     {"patience": 1})
+    spec = make_spec(
+        TASKS.get("early_exit/rotten-tomatoes"),
+        METHODS.get("pabee"),
+        0,
+        "smoke",
+        {"model": str(tiny / "bert"), "corpus_asset": str(tiny / "corpus"), "max_train": 70},
+        {"patience": 1},
+    )
     assert run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")["status"] == "ok"

@@ -44,10 +44,19 @@ def layer_count(encoder: Any) -> int:
     return int(encoder.config.num_hidden_layers)
 
 
-def cls_states(encoder: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(layers + 1, batch, hidden): the [CLS] position after the embeddings and after every layer."""
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(batch, hidden) from (batch, tokens, hidden): the [CLS] position, or the mean over real tokens
+    (what sentence encoders such as all-MiniLM-L6-v2 were trained to use)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    weights = mask.to(hidden.dtype)[:, :, None]
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def layer_states(encoder: Any, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+    """(layers + 1, batch, hidden): pooled states after the embeddings and after every layer."""
     out = encoder(**batch, output_hidden_states=True)
-    return torch.stack([h[:, 0] for h in out.hidden_states])
+    return torch.stack([pool(h, batch["attention_mask"], pooling) for h in out.hidden_states])
 
 
 def layer_modules(encoder: Any) -> list[nn.Module]:
@@ -79,16 +88,16 @@ class ExitSignal(Exception):  # noqa: N818 - control flow, not an error
 
 @torch.no_grad()
 def incremental_exit(encoder: Any, batch: dict[str, torch.Tensor], on_state) -> int:  # type: ignore[no-untyped-def]
-    """Run the encoder on one example, calling on_state(i, cls) with the [CLS] state after the embeddings
-    (i = 0) and after each layer (i = 1, 2, ...); stop the forward pass when it returns True for a layer.
-    Returns the 0-based index of the last layer run."""
+    """Run the encoder on one example, calling on_state(i, hidden) with the (batch, tokens, hidden) states
+    after the embeddings (i = 0) and after each layer (i = 1, 2, ...); stop the forward pass when it
+    returns True for a layer. Returns the 0-based index of the last layer run."""
     count = {"states": 0}
 
     def hook(module, inputs, output):  # type: ignore[no-untyped-def]
         hidden = output[0] if isinstance(output, tuple) else output
         index = count["states"]
         count["states"] += 1
-        if on_state(index, hidden[:, 0]) and index > 0:
+        if on_state(index, hidden) and index > 0:
             raise ExitSignal
 
     handles = [embedding_module(encoder).register_forward_hook(hook)]

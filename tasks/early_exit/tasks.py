@@ -56,6 +56,7 @@ class EarlyExitTask(Task):
     max_train: int = 0
     max_test: int = 0
     timing_examples: int = 100
+    pooling: str = "mean"  # per-layer state: "mean" over tokens or the "cls" position
 
     def sets(self) -> dict[str, TextSet]:
         raise NotImplementedError
@@ -91,7 +92,7 @@ class EarlyExitTask(Task):
         with ctx.phase("evaluate"), torch.no_grad():
             logits, states = [], []
             for batch in self._batches(tokenizer, test, np.arange(len(test.labels)), ctx.device):
-                s = backbone.cls_states(encoder, batch)
+                s = backbone.layer_states(encoder, batch, self.pooling)
                 states.append(s)
                 logits.append(torch.stack([head(s[i + 1]) for i, head in enumerate(modules["classifiers"])]))
             logits_all, states_all = torch.cat(logits, dim=1), torch.cat(states, dim=1)
@@ -150,7 +151,7 @@ class EarlyExitTask(Task):
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
                 batch = next(self._batches(tokenizer, train, rows, ctx.device))
-                states = backbone.cls_states(encoder, batch)
+                states = backbone.layer_states(encoder, batch, self.pooling)
                 logits = torch.stack([head(states[i + 1]) for i, head in enumerate(modules["classifiers"])])
                 loss = method.loss(logits, states, modules, labels[torch.from_numpy(rows).to(ctx.device)])
                 optimizer.zero_grad(set_to_none=True)
@@ -175,9 +176,11 @@ class EarlyExitTask(Task):
             batch = next(self._batches(tokenizer, test, np.array([index]), ctx.device, size=1))
             with torch.no_grad():
                 start = time.perf_counter()
-                last(encoder(**batch).last_hidden_state[:, 0])
+                last(backbone.pool(encoder(**batch).last_hidden_state, batch["attention_mask"], self.pooling))
                 full_time += time.perf_counter() - start
-                rule = _IncrementalRule(method, modules, uniforms[:, index : index + 1])
+                rule = _IncrementalRule(
+                    method, modules, uniforms[:, index : index + 1], batch["attention_mask"], self.pooling
+                )
                 start = time.perf_counter()
                 layer = backbone.incremental_exit(encoder, batch, rule)
                 early_time += time.perf_counter() - start
@@ -188,18 +191,22 @@ class EarlyExitTask(Task):
 class _IncrementalRule:
     """Collects one example's states layer by layer and asks the method's rule after each layer."""
 
-    def __init__(self, method: EarlyExitMethod, modules, uniforms) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, method: EarlyExitMethod, modules, uniforms, mask, pooling: str) -> None:  # type: ignore[no-untyped-def]
         self.method, self.modules, self.uniforms = method, modules, uniforms
+        self.mask, self.pooling = mask, pooling
         self.states: list = []
         self.logits: list = []
 
-    def __call__(self, index: int, cls) -> bool:  # type: ignore[no-untyped-def]
+    def __call__(self, index: int, hidden) -> bool:  # type: ignore[no-untyped-def]
         import torch
 
-        self.states.append(cls)
+        from tasks.early_exit.backbone import pool
+
+        state = pool(hidden, self.mask, self.pooling)
+        self.states.append(state)
         if index == 0:
             return False
-        self.logits.append(self.modules["classifiers"][index - 1](cls))
+        self.logits.append(self.modules["classifiers"][index - 1](state))
         if index == len(self.modules["classifiers"]):
             return False
         decision = self.method.exits_at(
