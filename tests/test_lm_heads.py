@@ -95,3 +95,19 @@ def test_perplexity_of_a_known_distribution():
         return torch.tensor([math.log(4.0), 0.0]).repeat(y.numel() // 2 + 1)[: y.numel()].reshape(y.shape)
 
     assert perplexity(mixed, tokens[:9], block=8, max_tokens=0) == pytest.approx(2.0)
+
+
+def test_vq_head_starts_as_a_unigram_model_within_each_code():
+    from methods.lm.vq_logits import VQLogits
+    from tasks.lm.protocol import HeadContext
+
+    torch.manual_seed(0)
+    warm = torch.randn(40, 8)
+    counts = torch.arange(40).numpy()
+    head = VQLogits(codes=4, mapping="random").make_head(HeadContext(8, 40, counts, warm, seed=1))
+    shares = torch.zeros(4).index_add(0, head.mapping, head.bias.exp())
+    assert torch.allclose(shares, torch.ones(4), atol=1e-5), "exp(bias) of each code's tokens sums to 1"
+    for code in range(4):
+        members = head.mapping == code
+        if members.any():
+            assert torch.allclose(head.codebook[code], warm[members].mean(dim=0), atol=1e-5)

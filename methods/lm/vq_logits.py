@@ -12,6 +12,8 @@ from tasks.lm.protocol import HeadContext, OutputHeadMethod
 @register_method("vq-logits")
 @dataclass(kw_only=True)
 class VQLogits(OutputHeadMethod):
+    # 2: codes start at their tokens' mean warm-start vector, biases at the within-code unigram log-share
+    version = "2"
     codes: int = 1024  # K
     mapping: Literal["kmeans", "frequency", "random"] = "kmeans"  # kmeans needs a warm-start embedding
     learn_mapping: bool = False  # reassign tokens to their nearest code after each training phase
@@ -20,7 +22,7 @@ class VQLogits(OutputHeadMethod):
     def make_head(self, context: HeadContext):  # type: ignore[no-untyped-def]
         import torch
 
-        from tasks.lm.heads import VQLogitsHead, frequency_buckets, kmeans
+        from tasks.lm.heads import VQLogitsHead, code_means, frequency_buckets, kmeans
 
         k = min(self.codes, context.vocab)
         generator = torch.Generator().manual_seed(context.seed)
@@ -35,7 +37,14 @@ class VQLogits(OutputHeadMethod):
         else:
             assignment = torch.randint(k, (context.vocab,), generator=generator)
             codebook = torch.randn(k, context.dim, generator=generator) * context.dim**-0.5
+        counts = torch.as_tensor(context.token_counts, dtype=torch.float32) + 1.0
+        if context.warm_start is not None:
+            codebook = code_means(context.warm_start.float(), assignment, k, codebook)
         head = VQLogitsHead(codebook, assignment, self.token_bias)
+        if self.token_bias:
+            with torch.no_grad():  # start as a unigram model within each code
+                code_total = torch.zeros(k).index_add(0, assignment, counts)
+                head.bias.copy_(counts.log() - code_total[assignment].log())
         head.reference_vectors = context.warm_start  # for learn_mapping
         head.mapping_kind = mapping_kind
         return head

@@ -154,3 +154,13 @@ def frequency_buckets(counts: torch.Tensor, k: int) -> torch.Tensor:
     mapping = torch.empty_like(order)
     mapping[order] = bucket_of_rank
     return mapping
+
+
+def code_means(
+    vectors: torch.Tensor, assignment: torch.Tensor, k: int, fallback: torch.Tensor
+) -> torch.Tensor:
+    """(k, d) the mean of each code's vectors (the least-squares code for its tokens); empty codes keep
+    their `fallback` row."""
+    sums = torch.zeros(k, vectors.shape[1], dtype=vectors.dtype).index_add(0, assignment.cpu(), vectors.cpu())
+    counts = torch.bincount(assignment.cpu(), minlength=k).to(vectors.dtype)[:, None]
+    return torch.where(counts > 0, sums / counts.clamp_min(1), fallback.to(vectors.dtype))
