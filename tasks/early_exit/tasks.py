@@ -227,21 +227,25 @@ def _train_seconds(folder: Path) -> float:
     return float((folder / "seconds.txt").read_text())
 
 
+SMOKE = {
+    "max_train": 64,
+    "max_test": 32,
+    "epochs": 1,
+    "batch_size": 16,
+    "max_length": 32,
+    "timing_examples": 4,
+}
+PAPER = {"model": "albert-base-v2", "lr": 1e-5, "epochs": 5, "max_length": 128}  # PALBERT's settings
+
+
 @register_task("early_exit/rotten-tomatoes")
 @dataclass(kw_only=True)
 class RottenTomatoesTask(EarlyExitTask):
     description: ClassVar[str] = "Rotten Tomatoes fresh vs rotten snippets (embedded), MiniLM-L6 by default"
     scales: ClassVar[dict] = {
-        "smoke": {
-            "max_train": 64,
-            "max_test": 32,
-            "epochs": 1,
-            "batch_size": 16,
-            "max_length": 32,
-            "timing_examples": 4,
-        },
+        "smoke": SMOKE,
         "cpu": {"max_train": 800, "max_test": 400, "max_length": 40, "epochs": 2, "timing_examples": 50},
-        "paper": {"model": "albert-base-v2", "lr": 1e-5, "epochs": 5, "max_length": 128},
+        "paper": PAPER,
     }
     corpus_asset: str = ""
 
@@ -262,16 +266,9 @@ def _glue_task(key: str) -> type[EarlyExitTask]:
             f"GLUE {key.upper()} (nyu-mll/glue), metric {spec.metric}; the paper's settings"
         )
         scales: ClassVar[dict] = {
-            "smoke": {
-                "max_train": 64,
-                "max_test": 32,
-                "epochs": 1,
-                "batch_size": 16,
-                "max_length": 32,
-                "timing_examples": 4,
-            },
+            "smoke": SMOKE,
             "cpu": {"max_train": 2000, "max_test": 500},
-            "paper": {"model": "albert-base-v2", "lr": 1e-5, "epochs": 5, "max_length": 128},
+            "paper": PAPER,
         }
         source: str = "nyu-mll/glue"  # or a local folder of <split>*.parquet files in GLUE's schema
 

@@ -53,6 +53,9 @@ POISONING_METRICS = (
 )
 
 
+SMOKE = {"k": 5, "d": 2, "learner": "logreg", "max_train": 400, "max_test": 100}
+
+
 @dataclass(kw_only=True)
 class PoisoningTask(Task):
     family: ClassVar[str] = "poisoning"
@@ -60,7 +63,7 @@ class PoisoningTask(Task):
     metrics: ClassVar[tuple[Metric, ...]] = POISONING_METRICS
     primary_metric: ClassVar[str] = "certified_auc"
     scales: ClassVar[dict] = {
-        "smoke": {"k": 5, "d": 2, "learner": "logreg", "max_train": 400, "max_test": 100},
+        "smoke": SMOKE,
         "cpu": {},
         "paper": {"k": 1200, "d": 16, "learner": "cnn", "epochs": 300, "hidden": 64},
     }
@@ -210,7 +213,7 @@ class MnistPoisoningTask(HubPoisoningTask):
     description: ClassVar[str] = "MNIST from the hub (ylecun/mnist), 60k/10k; the paper's DPA k=1200, FA d=16"
     hub_set: ClassVar[str] = "mnist"
     scales: ClassVar[dict] = {
-        "smoke": {"k": 5, "d": 2, "learner": "logreg", "max_train": 400, "max_test": 100},
+        "smoke": SMOKE,
         "cpu": {"max_train": 10_000, "max_test": 2_000},
         "paper": {"k": 1200, "d": 16, "learner": "cnn", "epochs": 300, "hidden": 64},
     }
@@ -222,7 +225,7 @@ class Cifar10PoisoningTask(HubPoisoningTask):
     description: ClassVar[str] = "CIFAR-10 from the hub (uoft-cs/cifar10), 50k/10k; the paper's k=50, FA d=16"
     hub_set: ClassVar[str] = "cifar10"
     scales: ClassVar[dict] = {
-        "smoke": {"k": 5, "d": 2, "learner": "logreg", "max_train": 400, "max_test": 100},
+        "smoke": SMOKE,
         "cpu": {"learner": "cnn", "max_train": 10_000, "max_test": 2_000},
         "paper": {"k": 50, "d": 16, "learner": "cnn", "epochs": 400, "hidden": 128},
     }
