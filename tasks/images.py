@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -188,3 +189,20 @@ def hub_train_test(
 
 def _first(data: ImageData, limit: int) -> ImageData:
     return data.subset(np.arange(limit)) if limit and len(data.y) > limit else data
+
+
+@dataclass(kw_only=True)
+class HubImagesSource:
+    """Mixin for tasks on a hub image set with its own train and test splits (network and `hub` extra)."""
+
+    offline: ClassVar[bool] = False
+    hub_set: ClassVar[str] = ""  # a key of HUB_IMAGE_SETS
+    image_size: int = 0  # resize to image_size x image_size (0 keeps the size; GTSRB's vary)
+    max_train: int = 0
+    max_test: int = 0
+
+    def source(self) -> HubImageSet:
+        return HUB_IMAGE_SETS[self.hub_set]
+
+    def data(self) -> tuple[ImageData, ImageData]:
+        return hub_train_test(self.source(), self.max_train, self.max_test, self.image_size)

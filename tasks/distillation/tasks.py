@@ -19,9 +19,8 @@ from harness.errors import UserError
 from harness.registries import register_task
 from tasks.distillation.protocol import DistillationMethod
 from tasks.images import (
-    HUB_IMAGE_SETS,
+    HubImagesSource,
     ImageData,
-    hub_train_test,
     load_digits,
     load_local,
     load_mnist_5k,
@@ -215,13 +214,8 @@ class LocalImagesDistillationTask(DistillationTask):
 
 
 @dataclass(kw_only=True)
-class HubDistillationTask(DistillationTask):
-    offline: ClassVar[bool] = False
-    hub_set: ClassVar[str] = ""
-    image_size: int = 0
-
-    def data(self) -> tuple[ImageData, ImageData]:
-        return hub_train_test(HUB_IMAGE_SETS[self.hub_set], self.max_train, self.max_test, self.image_size)
+class HubDistillationTask(HubImagesSource, DistillationTask):
+    """A hub image set with its own train and test splits (needs a network and the `hub` extra)."""
 
 
 CIFAR_PAPER = {"epochs": 240, "teacher_epochs": 240, "batch_size": 64, "lr": 0.05, "augment": "flip-crop"}

@@ -163,7 +163,7 @@ class ScratchLMTask(LMTask):
                 lambda x, y: head.nll(body(x).flatten(0, 1), y.flatten()), test, self.block, self.eval_tokens
             )
         full = FullHead(self.dim, vocab).to(device)
-        head_params = head_parameters(head, body)
+        head_params = head.parameter_count()  # a tied head counts the shared embedding once
         model_params = sum(p.numel() for p in body.parameters()) + head_params
         return {
             "test_perplexity": ppl,
@@ -225,11 +225,6 @@ class ScratchLMTask(LMTask):
         (out / "meta.json").write_text(
             json.dumps({"perplexity": ppl, "seconds": time.perf_counter() - start})
         )
-
-
-def head_parameters(head, body=None) -> int:  # type: ignore[no-untyped-def]
-    """Parameters the output layer holds; a head tied to the input embedding counts its shared matrix."""
-    return sum(p.numel() for p in head.parameters())
 
 
 @register_task("lm/hub-corpus")

@@ -19,10 +19,9 @@ from harness.components import Metric, Task
 from harness.context import RunContext
 from harness.registries import register_task
 from tasks.images import (
-    HUB_IMAGE_SETS,
     HubImageSet,
+    HubImagesSource,
     ImageData,
-    hub_train_test,
     load_digits,
     load_local,
     load_mnist_5k,
@@ -193,18 +192,8 @@ class LocalImagesPoisoningTask(PoisoningTask):
 
 
 @dataclass(kw_only=True)
-class HubPoisoningTask(PoisoningTask):
+class HubPoisoningTask(HubImagesSource, PoisoningTask):
     """A hub image set with its own train and test splits (needs a network and the `hub` extra)."""
-
-    offline: ClassVar[bool] = False
-    hub_set: ClassVar[str] = ""
-    image_size: int = 0  # resize to image_size x image_size (0 keeps the size; GTSRB's vary)
-
-    def source(self) -> HubImageSet:
-        return HUB_IMAGE_SETS[self.hub_set]
-
-    def data(self) -> tuple[ImageData, ImageData]:
-        return hub_train_test(self.source(), self.max_train, self.max_test, self.image_size)
 
 
 @register_task("poisoning/mnist")
