@@ -22,13 +22,15 @@ SCALES = ("smoke", "cpu", "paper")
 @dataclass(frozen=True)
 class Metric:
     """A metric a task reports. `tolerance` is the absolute change `compare` treats as noise; `gate=False`
-    marks machine-dependent figures (timings) that are shown but never fail a comparison."""
+    marks machine-dependent figures (timings) that are shown but never fail a comparison. `required=False`
+    marks a metric only some settings report (accuracy on gold position E needs five options)."""
 
     name: str
     higher_is_better: bool = True
     tolerance: float = 0.0
     gate: bool = True
     description: str = ""
+    required: bool = True
 
 
 class Component:

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,8 @@ class RunContext:
     threads: int
     artifacts: ArtifactCache
     phases: dict[str, float] = field(default_factory=dict)
+    # What a run wants kept beside its metrics (a model edit, a per-layer curve): JSON values only.
+    details: dict[str, Any] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:

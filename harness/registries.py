@@ -11,6 +11,7 @@ BUILTIN_TASK_MODULES = (
     "tasks.distillation.tasks",
     "tasks.lm.tasks",
     "tasks.early_exit.tasks",
+    "tasks.mcq.tasks",
 )
 BUILTIN_METHOD_MODULES = (
     "methods.tabular",
@@ -18,6 +19,7 @@ BUILTIN_METHOD_MODULES = (
     "methods.distillation",
     "methods.lm",
     "methods.early_exit",
+    "methods.mcq",
 )
 
 TASKS: Registry[type[Task]] = Registry("task", BUILTIN_TASK_MODULES, "logitbench.tasks")

@@ -51,6 +51,11 @@ class Record:
         return None if entry is None else entry["value"]
 
     @property
+    def details(self) -> dict[str, Any]:
+        """What the task kept beside its metrics (empty for records written before details existed)."""
+        return self.data.get("details") or {}
+
+    @property
     def reason(self) -> str:
         error = self.data.get("error") or {}
         return f"{error.get('type', '')}: {error.get('message', '')}".strip(": ")

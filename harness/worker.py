@@ -152,6 +152,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
         started_at,
         time.perf_counter() - start,
         phases=ctx.phases if ctx else {},
+        details=ctx.details if ctx else {},
         device=device,
         threads=options.threads,
     )
@@ -166,6 +167,7 @@ def build_record(
     started_at: str,
     wall_seconds: float,
     phases: dict[str, float] | None = None,
+    details: dict[str, Any] | None = None,
     device: str = "cpu",
     threads: int = 1,
 ) -> dict[str, Any]:
@@ -178,6 +180,7 @@ def build_record(
         "metrics": metrics,
         "error": error,
         "phases": phases or {},
+        "details": details or {},
         "wall_seconds": wall_seconds,
         "peak_memory_mb": _peak_memory_mb(),
         "device": device,
@@ -190,7 +193,7 @@ def build_record(
 
 def _metric_entries(task_cls: Any, values: dict[str, float]) -> dict[str, dict[str, Any]]:
     declared = {m.name: m for m in task_cls.metrics}
-    missing = sorted(set(declared) - set(values))
+    missing = sorted(name for name, m in declared.items() if m.required and name not in values)
     if missing:
         raise KeyError(f"task returned no value for metric(s) {', '.join(missing)}")
     out = {}

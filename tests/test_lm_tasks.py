@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from tiny_models import byte_level_vocab
 
 from harness.registries import METHODS, TASKS
 from harness.spec import make_spec
@@ -24,18 +25,6 @@ SENTENCES = [
     "the cast is wonderful",
     "to be or not to be",
 ]
-
-
-def _byte_level_vocab() -> dict[str, int]:
-    """GPT-2's byte-to-unicode table: a byte-level BPE with no merges tokenizes text into bytes."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    chars, extra = printable[:], 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +65,7 @@ def assets(tmp_path_factory):
     )
     tok = root / "tokenizer"
     tok.mkdir()
-    vocab = _byte_level_vocab()
+    vocab = byte_level_vocab()
     vocab["<|endoftext|>"] = 256
     (tok / "encoder.json").write_text(json.dumps(vocab))
     (tok / "vocab.bpe").write_text("#version: 0.2\n")

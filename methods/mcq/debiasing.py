@@ -1,0 +1,93 @@
+"""Scorers that leave the model alone: the plain letter argmax and three debiasing peers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.registries import register_method
+from tasks.mcq.protocol import MCQMethod, divide_prior, softmax
+from tasks.mcq.scoring import Scorer
+from tasks.mcq.suites import Question
+
+
+@register_method("zero-shot")
+@dataclass(kw_only=True)
+class ZeroShot(MCQMethod):
+    """Softmax over the option letters' logits: the biased baseline every other method is measured by."""
+
+    def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
+        return softmax(scorer.letter_logits(questions))
+
+
+def cyclic_probabilities(scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
+    """(shifts, questions, options): each cyclic shift's probabilities, mapped back to the original order
+    (option j sits at position (j + shift) mod k in shift `shift`)."""
+    k = scorer.options
+    out = np.zeros((k, len(questions), k))
+    for shift in range(k):
+        observed = softmax(scorer.letter_logits([q.rotated(shift) for q in questions]))
+        out[shift] = observed[:, (np.arange(k) + shift) % k]
+    return out
+
+
+@register_method("cyclic-permutation")
+@dataclass(kw_only=True)
+class CyclicPermutation(MCQMethod):
+    """Every option is shown at every position once (k passes a question); probabilities are averaged,
+    so a preference for a position spreads evenly over the options."""
+
+    def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
+        return cyclic_probabilities(scorer, questions).mean(axis=0)
+
+
+@register_method("pride")
+@dataclass(kw_only=True)
+class PriDe(MCQMethod):
+    """Prior estimation debiasing (Zheng et al., ICLR 2024). Under cyclic shifts each option visits each
+    position once, so the mean over shifts of log P_observed(position i) is the log prior of position i
+    up to a constant; the prior is its softmax, averaged over the calibration questions, and test
+    probabilities are divided by it (one pass a test question)."""
+
+    calibration_share: float = 1.0  # share of the calibration split used to estimate the prior
+
+    prior_ = None  # (options,) learned by fit (not a parameter, hence no annotation)
+
+    def fit(self, scorer: Scorer, calibration: Sequence[Question]) -> None:
+        count = max(1, round(len(calibration) * self.calibration_share))
+        observed = cyclic_probabilities(scorer, calibration[:count])  # (shifts, questions, options)
+        log_prior = np.log(np.clip(by_position_of(observed), 1e-12, None)).mean(axis=0)  # (questions, k)
+        self.prior_ = softmax(log_prior).mean(axis=0)
+
+    def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
+        assert self.prior_ is not None, "fit first"
+        return divide_prior(softmax(scorer.letter_logits(questions)), self.prior_)
+
+
+def by_position_of(observed: np.ndarray) -> np.ndarray:
+    """(shifts, questions, positions) from cyclic probabilities given in option order: in shift s,
+    position i holds option (i - s) mod k."""
+    k = observed.shape[-1]
+    return np.stack([observed[s][:, (np.arange(k) - s) % k] for s in range(k)])
+
+
+@register_method("contextual-calibration")
+@dataclass(kw_only=True)
+class ContextualCalibration(MCQMethod):
+    """Contextual calibration (Zhao et al., 2021): the letter distribution on content-free questions
+    ("N/A", "[MASK]", empty: question and options alike) is the model's prior over positions; test
+    probabilities are divided by it. Needs no calibration data."""
+
+    content_free: tuple[str, ...] = ("N/A", "[MASK]", "")
+
+    prior_ = None  # (options,) learned by fit (not a parameter, hence no annotation)
+
+    def fit(self, scorer: Scorer, calibration: Sequence[Question]) -> None:
+        blanks = [Question(text, (text,) * scorer.options, 0) for text in self.content_free]
+        self.prior_ = softmax(scorer.letter_logits(blanks)).mean(axis=0)
+
+    def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
+        assert self.prior_ is not None, "fit first"
+        return divide_prior(softmax(scorer.letter_logits(questions)), self.prior_)

@@ -1,0 +1,1 @@
+"""The mcq family: anchored bias in multiple-choice answers of causal LMs."""

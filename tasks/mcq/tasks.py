@@ -1,0 +1,158 @@
+"""MCQ tasks: a question suite, a causal LM and the letter prompt; a method fits on the calibration split
+and gives option probabilities on the test split.
+
+Methods that edit weights also get a logit-lens curve (each layer's mean anchoring score on the test
+questions, before and after the edit) and their edit description kept in the run's record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from harness.components import Metric, Task
+from harness.context import RunContext
+from harness.errors import UserError
+from harness.registries import register_task
+from tasks.mcq.metrics import MAX_OPTIONS, MCQ_METRICS, mcq_metrics
+from tasks.mcq.protocol import MCQMethod
+from tasks.mcq.suites import OFFLINE_SUITES, Split, split
+
+SMOKE = {"calibration": 8, "test": 12, "lens_questions": 8}
+CPU = {"calibration": 60, "test": 160, "lens_questions": 80}
+PAPER = {"model": "gpt2", "calibration": 200, "test": 1000, "lens_questions": 300}
+
+
+@dataclass(kw_only=True)
+class MCQTask(Task):
+    family: ClassVar[str] = "mcq"
+    method_protocol: ClassVar[type] = MCQMethod
+    metrics: ClassVar[tuple[Metric, ...]] = MCQ_METRICS
+    primary_metric: ClassVar[str] = "accuracy"
+    tradeoff: ClassVar[tuple[str, str] | None] = ("anchored_rate", "accuracy")
+    scales: ClassVar[dict] = {"smoke": SMOKE, "cpu": CPU, "paper": PAPER}
+
+    model: str = "smollm2-135m"  # the asset, a local checkpoint folder, or a hub id (gpt2, gpt2-medium, ..)
+    options: int = 4
+    calibration: int = 60  # questions a method may fit on
+    test: int = 160
+    batch_size: int = 16
+    lens_questions: int = 80  # test questions the before/after logit-lens curve averages over (0: none)
+
+    def split(self, seed: int) -> Split:
+        raise NotImplementedError
+
+    def run(self, method: MCQMethod, ctx: RunContext) -> dict[str, float]:
+        from tasks.causal_lm import load
+        from tasks.mcq.scoring import Scorer
+
+        if not 2 <= self.options <= MAX_OPTIONS:
+            raise UserError(f"task '{self.name}': options must be 2 to {MAX_OPTIONS}, got {self.options}")
+        with ctx.phase("load"):
+            model, tokenizer = load(self.model, ctx.artifacts, ctx.device)
+            data = self.split(ctx.seed)
+        scorer = Scorer(model, tokenizer, self.options, ctx.device, self.batch_size)
+        with ctx.phase("fit"):
+            method.fit(scorer, data.calibration)
+        with ctx.phase("evaluate"):
+            start = time.perf_counter()
+            probabilities = method.probabilities(scorer, data.test)
+            seconds = time.perf_counter() - start
+        gold = np.array([q.answer for q in data.test])
+        values = mcq_metrics(probabilities, gold)
+        values["questions_per_second"] = len(gold) / max(seconds, 1e-9)
+        if method.edits_ is not None:
+            ctx.details["edits"] = method.edits_
+        if self.lens_questions and method.edited_scorer_ is not None:
+            with ctx.phase("lens"):
+                ctx.details["curves"] = {"logit_lens": self._lens(scorer, method.edited_scorer_, data)}
+        return values
+
+    def _lens(self, before, after, data: Split) -> dict:  # type: ignore[no-untyped-def]
+        from tasks.mcq.anatomy import anatomy
+        from tasks.mcq.lens import layer_curve, trace
+
+        questions = data.test[: self.lens_questions]
+        gold = np.array([q.answer for q in questions])
+        series = {}
+        for label, scorer in (("before", before), ("after", after)):
+            body = anatomy(scorer.model)
+            series[label] = layer_curve(body, scorer, trace(scorer, body, questions), gold)
+        return {
+            "title": f"{self.model}: anchoring score per layer",
+            "x": "layer",
+            "y": 'mean lens(" A") - lens(gold) of the MLP output, gold not A',
+            "series": series,
+        }
+
+
+def _offline_task(suite: str, default_options: int) -> type[MCQTask]:
+    _, about = OFFLINE_SUITES[suite]
+
+    @dataclass(kw_only=True)
+    class OfflineMCQTask(MCQTask):
+        description: ClassVar[str] = f"{about}; generated offline, gold positions balanced"
+        options: int = default_options
+
+        def split(self, seed: int) -> Split:
+            from tasks.mcq.suites import offline_split
+
+            return offline_split(suite, self.options, self.calibration, self.test, seed)
+
+    OfflineMCQTask.__name__ = OfflineMCQTask.__qualname__ = f"{suite.title()}MCQTask"
+    return register_task(f"mcq/{suite}")(OfflineMCQTask)
+
+
+OFFLINE_TASKS = {suite: _offline_task(suite, 2 if suite == "ioi" else 4) for suite in OFFLINE_SUITES}
+
+
+def _hub_task(key: str, default_options: int) -> type[MCQTask]:
+    from tasks.mcq.sources import HUB_SETS
+
+    hub = HUB_SETS[key]
+
+    @dataclass(kw_only=True)
+    class HubMCQTask(MCQTask):
+        offline: ClassVar[bool] = False
+        description: ClassVar[str] = (
+            f"{hub.hub_id} ({hub.split} split), {default_options}-option questions; gold positions rebalanced"
+        )
+        options: int = default_options
+        source: str = hub.hub_id  # or a local file / folder in the same schema
+
+        def split(self, seed: int) -> Split:
+            from tasks.mcq.sources import load_questions
+
+            return _split_loaded(load_questions(self.source, hub), self, seed)
+
+    HubMCQTask.__name__ = HubMCQTask.__qualname__ = f"{key.title().replace('-', '')}MCQTask"
+    return register_task(f"mcq/{key}")(HubMCQTask)
+
+
+def _split_loaded(questions: list, task: MCQTask, seed: int) -> Split:  # type: ignore[type-arg]
+    """Questions with the task's option count, split by the seed with gold positions rebalanced."""
+    kept = [q for q in questions if len(q.choices) == task.options]
+    if not kept:
+        counts = sorted({len(q.choices) for q in questions})
+        raise UserError(f"task '{task.name}': no question has {task.options} options (found {counts})")
+    return split(kept, task.calibration, task.test, np.random.default_rng([seed, 7919]))
+
+
+HUB_TASKS = {key: _hub_task(key, 5 if key == "commonsense-qa" else 4) for key in (
+    "mmlu", "arc-challenge", "arc-easy", "commonsense-qa", "openbookqa", "hellaswag"
+)}  # fmt: skip
+
+
+@register_task("mcq/file")
+@dataclass(kw_only=True)
+class FileMCQTask(MCQTask):
+    description: ClassVar[str] = "any local JSONL / CSV / parquet file with question, choices, answer"
+    path: str
+
+    def split(self, seed: int) -> Split:
+        from tasks.mcq.sources import load_questions
+
+        return _split_loaded(load_questions(self.path), self, seed)

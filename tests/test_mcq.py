@@ -1,0 +1,418 @@
+"""The mcq family on tiny random GPT-2 and Llama models saved locally, and on local files in the hub
+sets' schemas: suites, scoring engine, logit lens, the edits, the debiasing identities, end to end."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import tiny_causal_lm
+
+from harness.errors import UserError
+from harness.registries import METHODS, TASKS
+from harness.spec import make_spec
+from harness.store import ResultStore
+from harness.worker import WorkerOptions, run_spec
+from methods.mcq.anchored import edit_value_vectors
+from methods.mcq.debiasing import ContextualCalibration, CyclicPermutation, PriDe, ZeroShot
+from tasks.mcq import attention
+from tasks.mcq.anatomy import anatomy
+from tasks.mcq.lens import anchoring_scores, layer_curve, letter_direction, trace
+from tasks.mcq.metrics import mcq_metrics
+from tasks.mcq.protocol import divide_prior, softmax
+from tasks.mcq.scoring import Scorer, prompt
+from tasks.mcq.sources import HUB_SETS, load_questions
+from tasks.mcq.suites import Question, offline_split, place_gold
+
+MCQ_METHODS = (
+    "zero-shot",
+    "cyclic-permutation",
+    "pride",
+    "contextual-calibration",
+    "anchor-mlp",
+    "anchor-attn",
+    "anchor-mlp+attn",
+)
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def tiny(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """(kind, folder, model, tokenizer) of a tiny random causal LM."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tiny_causal_lm(tmp_path_factory.mktemp(f"tiny-{request.param}"), request.param)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    return request.param, folder, model, AutoTokenizer.from_pretrained(str(folder))
+
+
+def questions(count: int = 9, options: int = 4, seed: int = 0) -> list[Question]:
+    """Questions of different lengths, so that batches need padding."""
+    return offline_split("capitals", options, 0, count, seed).test
+
+
+# --- suites -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", ["ioi", "capitals", "arithmetic"])
+@pytest.mark.parametrize("options", [2, 4])
+def test_offline_suites_balance_gold_and_are_seeded(suite, options):
+    data = offline_split(suite, options, 20, 41, seed=3)
+    for part in (data.calibration, data.test):
+        counts = np.bincount([q.answer for q in part], minlength=options)
+        assert counts.max() - counts.min() <= 1
+        for q in part:
+            assert len(set(q.choices)) == options
+    assert offline_split(suite, options, 20, 41, seed=3) == data
+    assert offline_split(suite, options, 20, 41, seed=4) != data
+
+
+def test_ioi_gold_is_the_indirect_object():
+    for q in offline_split("ioi", 2, 0, 20, 0).test:
+        subject_mentions = [c for c in q.choices if q.question.count(c) == 2]
+        assert q.choices[q.answer] not in subject_mentions and len(subject_mentions) == 1
+
+
+def test_rotation_and_gold_placement_keep_the_answer():
+    q = Question("q", ("w", "x", "y", "z"), 1)
+    assert q.rotated(1) == Question("q", ("z", "w", "x", "y"), 2)
+    placed = place_gold([q] * 8, np.random.default_rng(0))
+    assert sorted(p.answer for p in placed) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert all(p.choices[p.answer] == "x" for p in placed)
+
+
+def test_prompt_is_the_papers_format():
+    text, letters = prompt(Question("Who?", ("Ann", "Bob"), 1))
+    assert text == "Question: Who? Answer Choices: A: Ann B: Bob Answer:"
+    assert [text[i] for i in letters] == ["A", "B"]
+
+
+# --- sources ----------------------------------------------------------------------------------------
+
+
+def _write_jsonl(path, rows):  # type: ignore[no-untyped-def]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _labelled(texts, labels=None):  # type: ignore[no-untyped-def]
+    return {"text": texts, "label": labels or list("ABCDE"[: len(texts)])}
+
+
+def test_hub_mappings_read_local_files_of_their_schemas(tmp_path):
+    import polars as pl
+
+    mmlu = tmp_path / "mmlu-test.parquet"
+    pl.DataFrame(
+        {"question": ["2+2?"], "subject": ["math"], "choices": [["3", "4", "5", "6"]], "answer": [1]}
+    ).write_parquet(mmlu)
+    arc = _write_jsonl(
+        tmp_path / "arc.jsonl",
+        [
+            {"id": "1", "question": "Sky?", "choices": _labelled(["red", "blue", "green", "black"]),
+             "answerKey": "B"},
+            {"id": "2", "question": "Num?", "choices": _labelled(["a", "b", "c", "d"], list("1234")),
+             "answerKey": "3"},
+            {"id": "3", "question": "Three?", "choices": _labelled(["a", "b", "c"]), "answerKey": "A"},
+        ],
+    )  # fmt: skip
+    csqa = _write_jsonl(
+        tmp_path / "csqa.jsonl",
+        [
+            {
+                "question": "Where?",
+                "question_concept": "x",
+                "choices": _labelled(list("vwxyz")),
+                "answerKey": "E",
+            }
+        ],
+    )
+    obqa = tmp_path / "obqa.parquet"
+    pl.DataFrame(
+        {"id": ["o"], "question_stem": ["Sun is?"], "choices": [_labelled(["a star", "a moon", "ice", "x"])],
+         "answerKey": ["A"]}
+    ).write_parquet(obqa)  # fmt: skip
+    hella = _write_jsonl(
+        tmp_path / "hs.jsonl", [{"ctx": "He opens", "endings": ["a", "the door", "b", "c"], "label": "1"}]
+    )
+    generic = tmp_path / "mine.csv"
+    generic.write_text('question,choices,answer\nPick?,"[""x"", ""y""]",B\n')
+
+    assert load_questions(str(mmlu), HUB_SETS["mmlu"]) == [Question("2+2?", ("3", "4", "5", "6"), 1)]
+    loaded = load_questions(str(arc), HUB_SETS["arc-challenge"])
+    assert [q.answer for q in loaded] == [1, 2, 0] and loaded[0].choices[1] == "blue"
+    assert load_questions(str(csqa), HUB_SETS["commonsense-qa"])[0].answer == 4
+    assert load_questions(str(obqa), HUB_SETS["openbookqa"]) == [
+        Question("Sun is?", ("a star", "a moon", "ice", "x"), 0)
+    ]
+    assert load_questions(str(hella), HUB_SETS["hellaswag"])[0].choices[1] == "the door"
+    assert load_questions(str(generic)) == [Question("Pick?", ("x", "y"), 1)]
+
+
+def test_bad_files_name_the_file_row_and_field(tmp_path):
+    bad = _write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "choices": ["a", "b"]}])
+    with pytest.raises(UserError, match=r"bad.jsonl: row 0 has no field\(s\) answer"):
+        load_questions(str(bad))
+    out_of_range = _write_jsonl(
+        tmp_path / "range.jsonl", [{"question": "q", "choices": ["a", "b"], "answer": 5}]
+    )
+    with pytest.raises(UserError, match="range.jsonl: row 0: answer 5 is outside its 2 choices"):
+        load_questions(str(out_of_range))
+    with pytest.raises(UserError, match="no such file"):
+        load_questions(str(tmp_path / "missing.jsonl"))
+
+
+def test_hub_task_splits_a_local_copy_keeping_its_option_count(tmp_path):
+    rows = [
+        {"question": f"q{i}", "choices": _labelled(["a", "b", "c", "d"][: 3 + i % 2]), "answerKey": "A"}
+        for i in range(40)
+    ]
+    source = _write_jsonl(tmp_path / "test.jsonl", rows)
+    task = TASKS.get("mcq/arc-easy")(source=str(source), calibration=5, test=10)
+    data = task.split(0)
+    assert len(data.calibration) == 5 and len(data.test) == 10
+    assert all(len(q.choices) == 4 for q in data.calibration + data.test)
+    assert {q.question for q in data.calibration}.isdisjoint(q.question for q in data.test)
+
+
+# --- scoring engine ---------------------------------------------------------------------------------
+
+
+def test_letters_are_single_leading_space_tokens(tiny):
+    _, _, model, tokenizer = tiny
+    scorer = Scorer(model, tokenizer, 4, "cpu")
+    assert scorer.letter_ids == [tokenizer.convert_tokens_to_ids("\u0120" + c) for c in "ABCD"]
+    encoded = scorer.encode(questions(3))
+    for ids, positions in zip(encoded.ids, encoded.letter_positions, strict=True):
+        assert [ids[p] for p in positions] == scorer.letter_ids
+
+
+def test_batched_scores_equal_one_by_one_and_unpadded(tiny):
+    _, _, model, tokenizer = tiny
+    qs = questions(9)
+    batched = Scorer(model, tokenizer, 4, "cpu", batch_size=4).letter_logits(qs)
+    single = Scorer(model, tokenizer, 4, "cpu", batch_size=1).letter_logits(qs)
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+    scorer = Scorer(model, tokenizer, 4, "cpu")
+    ids = torch.tensor([scorer.encode(qs[:1]).ids[0]])
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits[0, -1, scorer.letter_ids].numpy()
+    np.testing.assert_allclose(batched[0], plain, atol=1e-4)
+
+
+def test_per_position_metrics_by_hand():
+    probabilities = np.array([[0.7, 0.3], [0.6, 0.4], [0.2, 0.8], [0.9, 0.1]])
+    gold = np.array([0, 1, 1, 1])
+    m = mcq_metrics(probabilities, gold)
+    assert m["accuracy"] == 0.5 and m["anchored_rate"] == 0.75
+    assert m["accuracy_gold_A"] == 1.0 and m["accuracy_gold_B"] == pytest.approx(1 / 3)
+    assert m["recall_std"] == pytest.approx(np.std([1.0, 1 / 3]))
+    assert m["first_minus_gold"] == pytest.approx((0.0 + 0.2 - 0.6 + 0.8) / 4)
+
+
+# --- logit lens -------------------------------------------------------------------------------------
+
+
+def _gpt2_mlp_outputs(model, ids):  # type: ignore[no-untyped-def]
+    """Each block's MLP output at the last position, by running GPT-2's blocks by hand."""
+    tr = model.transformer
+    h = tr.wte(ids) + tr.wpe(torch.arange(ids.shape[1])[None])
+    outs = []
+    for block in tr.h:
+        h = h + block.attn(block.ln_1(h))[0]
+        m = block.mlp(block.ln_2(h))
+        outs.append(m[0, -1])
+        h = h + m
+    return outs, model.lm_head(tr.ln_f(h))[0, -1]
+
+
+def test_logit_lens_matches_a_direct_computation(tiny):
+    kind, _, model, tokenizer = tiny
+    if kind != "gpt2":
+        pytest.skip("the hand-written forward pass is GPT-2's")
+    qs = questions(7)
+    scorer = Scorer(model, tokenizer, 4, "cpu", batch_size=3)
+    body = anatomy(model)
+    traced = trace(scorer, body, qs)
+    gold = np.array([q.answer for q in qs])
+    unembed = model.lm_head.weight
+    expected_curve = np.zeros(body.layers)
+    with torch.no_grad():
+        for i, q in enumerate(qs):
+            ids = torch.tensor([scorer.encode([q]).ids[0]])
+            outs, logits = _gpt2_mlp_outputs(model, ids)
+            np.testing.assert_allclose(logits[scorer.letter_ids].numpy(), traced.logits[i], atol=1e-4)
+            a, g = scorer.letter_ids[0], scorer.letter_ids[q.answer]
+            direct = [float((unembed[a] - unembed[g]) @ model.transformer.ln_f(m)) for m in outs]
+            direction, bias = letter_direction(body, scorer, gold[i : i + 1])
+            lens = anchoring_scores(body, traced.mlp_out[i : i + 1], direction, bias)[0]
+            np.testing.assert_allclose(lens.numpy(), direct, atol=1e-4)
+            if q.answer:
+                expected_curve += np.array(direct) / (gold != 0).sum()
+    np.testing.assert_allclose(layer_curve(body, scorer, traced, gold), expected_curve, atol=1e-4)
+
+
+# --- the edits --------------------------------------------------------------------------------------
+
+
+def test_value_vector_update_changes_exactly_the_chosen_row(tiny):
+    import copy
+
+    _, _, model, tokenizer = tiny
+    edited = copy.deepcopy(model)
+    scorer = Scorer(edited, tokenizer, 4, "cpu")
+    before = {k: v.clone() for k, v in edited.state_dict().items()}
+    edits = edit_value_vectors(scorer, questions(12), 10, -1e9, 1.0, 8.0, 1, False)
+    (neuron,) = edits["neurons"]
+    body = anatomy(edited)
+    unembed = body.unembedding.detach()
+    letters = scorer.letter_ids
+    correct = sum(share * unembed[letters["ABCD".index(c)]] for c, share in edits["correct_letters"].items())
+    sign = 1.0 if neuron["mean_activation"] >= 0 else -1.0
+    expected_row = sign * (-1.0 * unembed[letters[0]] + 8.0 * correct)
+    after = edited.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) == 1 and ("c_proj" in changed[0] or "down_proj" in changed[0])
+    assert f".{neuron['layer']}." in changed[0]
+    rows_before = anatomy(model).value_vectors(neuron["layer"]).detach()
+    rows_after = body.value_vectors(neuron["layer"]).detach()
+    differs = (rows_before != rows_after).any(dim=1).nonzero().flatten().tolist()
+    assert differs == [neuron["neuron"]]
+    torch.testing.assert_close(rows_after[neuron["neuron"]] - rows_before[neuron["neuron"]], expected_row)
+    assert neuron["layer"] == body.layers - 1, "the walk starts at the last layer"
+
+
+def test_attention_swap_exchanges_the_two_weights_only():
+    weights = torch.rand(2, 3, 4, 5).softmax(dim=-1)
+    out = attention._swapped(weights, [1], torch.tensor([0, 2]), torch.tensor([3, 2]))
+    assert torch.equal(out[0, 1, -1, 0], weights[0, 1, -1, 3]) and torch.equal(
+        out[0, 1, -1, 3], weights[0, 1, -1, 0]
+    )
+    assert torch.equal(out[1], weights[1]), "first == other leaves a row as it was"
+    untouched = torch.ones_like(weights, dtype=torch.bool)
+    untouched[0, 1, -1, [0, 3]] = False
+    assert torch.equal(out[untouched], weights[untouched])
+
+
+def test_recalibrating_attention_without_a_swap_changes_nothing(tiny):
+    import copy
+
+    _, _, model, tokenizer = tiny
+    qs = questions(6)
+    reference = Scorer(model, tokenizer, 4, "cpu").letter_logits(qs)
+    routed = copy.deepcopy(model)
+    attention.install(routed)
+    scorer = Scorer(routed, tokenizer, 4, "cpu", batch_size=4)
+    np.testing.assert_allclose(scorer.letter_logits(qs), reference, atol=1e-4)
+    body = anatomy(routed)
+    last = body.layers - 1
+    seen: list = []
+    handle = body.attention(last).register_forward_hook(lambda m, i, out: seen.append((out[1], out[0])))
+    kept: dict = {}
+
+    def swap_b(rows, letters):  # type: ignore[no-untyped-def]
+        kept["letters"] = letters
+        return attention.swapped(body, {last: [0, 1]}, letters[:, 0], letters[:, 1])
+
+    try:
+        scorer.letter_logits(qs[:4])
+        scorer.letter_logits(qs[:4], hook=swap_b)
+    finally:
+        handle.remove()
+    (plain, plain_out), (swapped, swapped_out) = seen
+    rows = torch.arange(4)
+    a, b = kept["letters"][:, 0], kept["letters"][:, 1]
+    for head in (0, 1):
+        torch.testing.assert_close(swapped[rows, head, -1, a], plain[rows, head, -1, b])
+        torch.testing.assert_close(swapped[rows, head, -1, b], plain[rows, head, -1, a])
+    torch.testing.assert_close(swapped[:, 2:], plain[:, 2:])
+    assert not torch.equal(swapped_out[:, -1], plain_out[:, -1]), "the swap reaches the attention output"
+
+
+# --- debiasing identities ---------------------------------------------------------------------------
+
+
+class ContentScorer:
+    """A stand-in model whose letter logits depend on each option's text plus a planted position prior."""
+
+    def __init__(self, options: int, log_prior: np.ndarray | None = None) -> None:
+        self.options = options
+        self.log_prior = np.zeros(options) if log_prior is None else log_prior
+
+    def content(self, text: str) -> float:
+        return (zlib.crc32(text.encode()) % 1000) / 250.0
+
+    def letter_logits(self, qs, hook=None):  # type: ignore[no-untyped-def]
+        return np.array([[self.content(c) for c in q.choices] for q in qs]) + self.log_prior
+
+
+def test_calibration_methods_are_identities_under_a_uniform_prior():
+    p = softmax(np.random.default_rng(0).normal(size=(5, 4)))
+    np.testing.assert_allclose(divide_prior(p, np.full(4, 0.25)), p)
+    scorer, qs = ContentScorer(4), questions(10)
+    plain = ZeroShot().probabilities(scorer, qs)
+    contextual, pride = ContextualCalibration(), PriDe()
+    for method in (contextual, pride, CyclicPermutation()):
+        method.fit(scorer, questions(8, seed=1))
+        np.testing.assert_allclose(method.probabilities(scorer, qs), plain, atol=1e-12)
+    np.testing.assert_allclose(contextual.prior_, 0.25)
+    np.testing.assert_allclose(pride.prior_, 0.25)
+
+
+def test_pride_recovers_and_removes_a_planted_position_prior():
+    prior = np.array([0.55, 0.25, 0.12, 0.08])
+    biased = ContentScorer(4, np.log(prior))
+    pride = PriDe()
+    pride.fit(biased, questions(8, seed=1))
+    np.testing.assert_allclose(pride.prior_, prior, atol=1e-12)
+    qs = questions(10)
+    np.testing.assert_allclose(
+        pride.probabilities(biased, qs), ZeroShot().probabilities(ContentScorer(4), qs)
+    )
+    contextual = ContextualCalibration()
+    contextual.fit(biased, [])
+    np.testing.assert_allclose(contextual.prior_, prior, atol=1e-12)
+
+
+# --- end to end -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", MCQ_METHODS)
+def test_every_method_runs_end_to_end_on_a_tiny_model(tiny, method, tmp_path):
+    kind, folder, _, _ = tiny
+    if kind != "gpt2" and method not in ("zero-shot", "anchor-mlp+attn"):
+        pytest.skip("the Llama layout is exercised by the engine and edit tests and one full run")
+    # A random model has no neuron past the paper's gap threshold: lower it so that an edit happens.
+    params = {"gap_threshold": -1000.0} if method in ("anchor-mlp", "anchor-mlp+attn") else {}
+    spec = make_spec(
+        TASKS.get("mcq/capitals"), METHODS.get(method), 0, "smoke", {"model": str(folder)}, params
+    )
+    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
+    assert record["status"] == "ok", record["error"]
+    metrics = {k: v["value"] for k, v in record["metrics"].items()}
+    assert 0 <= metrics["accuracy"] <= 1 and {f"accuracy_gold_{c}" for c in "ABCD"} <= set(metrics)
+    details = record["details"]
+    if method.startswith("anchor"):
+        assert "edits" in details
+        curve = details["curves"]["logit_lens"]["series"]
+        assert len(curve["before"]) == len(curve["after"]) == 2
+    else:
+        assert details == {}
+    if method == "anchor-mlp":
+        assert len(details["edits"]["mlp"]["neurons"]) == 1
+        assert curve["before"] != curve["after"], "the edit moved the lens"
+
+
+def test_file_task_runs_on_a_local_jsonl(tiny, tmp_path):
+    _, folder, _, _ = tiny
+    rows = [{"question": f"Is {i} even?", "choices": ["yes", "no"], "answer": i % 2} for i in range(30)]
+    path = _write_jsonl(tmp_path / "mine.jsonl", rows)
+    spec = make_spec(
+        TASKS.get("mcq/file"), METHODS.get("pride"), 0, "smoke",
+        {"model": str(folder), "path": str(path), "options": 2}, {},
+    )  # fmt: skip
+    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
+    assert record["status"] == "ok", record["error"]
+    assert "accuracy_gold_C" not in record["metrics"]
