@@ -30,6 +30,8 @@ class Summary:
     mean_ranks: dict[str, float]
     reported: list[Reported]  # the papers' numbers, for paper-scale boards
     tradeoffs: dict[str, list[tuple[str, float, float]]]  # task -> (method, x, y) for tasks that declare one
+    # (task, method, curve name) -> the curve a task kept in its records' details, averaged over seeds
+    curves: dict[tuple[str, str, str], dict]
 
     @classmethod
     def build(
@@ -57,6 +59,7 @@ class Summary:
             mean_ranks(rank_map),
             reported,
             tradeoffs,
+            mean_curves(plan, records),
         )
 
     def metric_of(self, task: str) -> str:
@@ -88,6 +91,26 @@ class Summary:
 
     def ordered_methods(self) -> list[str]:
         return sorted(self.methods, key=lambda m: self.mean_ranks.get(m, math.inf))
+
+
+def mean_curves(plan: list[PlannedRun], records: dict[str, Record]) -> dict[tuple[str, str, str], dict]:
+    """Per (task, method, curve), each series averaged point by point over the ok seeds that kept it."""
+    gathered: dict[tuple[str, str, str], list[dict]] = {}
+    for run in plan:
+        record = records.get(run.spec.key)
+        if record is None or record.status != "ok":
+            continue
+        for name, curve in record.details.get("curves", {}).items():
+            gathered.setdefault((run.task, run.method, name), []).append(curve)
+    out = {}
+    for key, curves in gathered.items():
+        labels = [label for label in curves[0]["series"] if all(label in c["series"] for c in curves)]
+        series = {
+            label: [sum(v) / len(v) for v in zip(*(c["series"][label] for c in curves), strict=True)]
+            for label in labels
+        }
+        out[key] = {**curves[0], "series": series, "seeds": len(curves)}
+    return out
 
 
 def render_table(summary: Summary, console: Console) -> None:
@@ -214,6 +237,7 @@ def render_html(summary: Summary) -> str:
         body.append(f"<tr><th>{esc(method)}</th>{''.join(tds)}<td>{summary.rank_text(method)}</td></tr>")
     charts = "".join(_chart(summary, task) for task in summary.tasks)
     charts += "".join(_scatter(summary, task, points) for task, points in summary.tradeoffs.items())
+    lines = "".join(_lines(task, method, curve) for (task, method, _), curve in summary.curves.items())
     failures = "".join(f"<li>{esc(f)}</li>" for f in summary.failures())
     reported = "".join(
         f"<tr><td>{esc(r.task)}</td><td>{esc(r.method)}</td><td>{esc(r.metric)}</td>"
@@ -236,6 +260,7 @@ figure{{margin:0}} figcaption{{font-size:90%;text-align:center}}
 a failed or missing seed leaves the cell empty.</small></p>
 {f"<h2>Failures</h2><ul>{failures}</ul>" if failures else ""}
 <h2>Primary metric per task</h2><div class="charts">{charts}</div>
+{f'<h2>Per-run curves</h2><div class="charts">{lines}</div>' if lines else ""}
 {f"<h2>Reported by the papers</h2><table>{reported}</table>" if reported else ""}
 </body></html>
 """
@@ -316,3 +341,48 @@ def _scatter(summary: Summary, task: str, points: list[tuple[str, float, float]]
     )
     svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}">{axes}{dots}</svg>'
     return f"<figure>{svg}<figcaption>{esc(task)}: {esc(y_name)} against {esc(x_name)}</figcaption></figure>"
+
+
+LINE_COLOURS = ("#6b8fc7", "#d0703c", "#3a9a3a", "#9b59b6")
+
+
+def _lines(task: str, method: str, curve: dict, width: int = 420, height: int = 260) -> str:
+    """A curve a run kept (e.g. the logit lens per layer, before and after an edit), one line a series."""
+    esc = html.escape
+    series = curve["series"]
+    values = [v for points in series.values() for v in points]
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    steps = max(len(points) for points in series.values())
+    pad = 40
+
+    def x(i: float) -> float:
+        return pad + i / max(steps - 1, 1) * (width - 2 * pad)
+
+    def y(v: float) -> float:
+        return height - pad - (v - lo) / ((hi - lo) or 1.0) * (height - 2 * pad)
+
+    parts = []
+    if lo < 0 < hi:
+        parts.append(
+            f'<line x1="{pad}" x2="{width - pad}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#bbb" '
+            'stroke-dasharray="3,3"/>'
+        )
+    for i, (label, points) in enumerate(series.items()):
+        colour = LINE_COLOURS[i % len(LINE_COLOURS)]
+        path = " ".join(f"{x(j):.1f},{y(v):.1f}" for j, v in enumerate(points))
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.8"/>')
+        parts.append(
+            f'<text x="{width - pad}" y="{14 + 13 * i}" font-size="11" fill="{colour}" '
+            f'text-anchor="end">{esc(label)}</text>'
+        )
+    parts.append(
+        f'<text x="{width / 2}" y="{height - 8}" font-size="11" text-anchor="middle">'
+        f"{esc(curve.get('x', ''))} (0 to {steps - 1})</text>"
+        f'<text x="4" y="{pad - 8}" font-size="10">{hi:.3g}</text>'
+        f'<text x="4" y="{height - pad}" font-size="10">{lo:.3g}</text>'
+    )
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{"".join(parts)}</svg>'
+    caption = f"{task} × {method}: {curve.get('title', '')} ({curve.get('y', '')}; {curve['seeds']} seed(s))"
+    return f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>"

@@ -132,3 +132,26 @@ def test_committed_quick_baseline_covers_every_quick_cell():
     for cell in saved["cells"]:
         primary = board.primary_metric(cell["task"])
         assert len(cell["metrics"][primary]["values"]) == len(board.seeds)
+
+
+def test_curves_kept_in_details_are_averaged_over_seeds_and_drawn(board_file):
+    from harness.report import Summary, mean_curves, render_html
+
+    board = lb.load(str(board_file(BOARD)))
+    plan = [r for r in board.plan() if r.method == "a"]
+    recs = {}
+    for run in plan:
+        metrics = {"score": {"value": 1.0, "higher_is_better": True}}
+        curve = {
+            "title": "lens",
+            "x": "layer",
+            "series": {"before": [run.spec.seed, 1.0], "after": [0.0, 0.0]},
+        }
+        details = {"curves": {"logit_lens": curve}}
+        recs[run.spec.key] = Record(
+            build_record(run.spec, "r", "ok", metrics, None, "t", 0.0, details=details)
+        )
+    averaged = mean_curves(plan, recs)[("diag/echo", "a", "logit_lens")]
+    assert averaged["series"] == {"before": [1.0, 1.0], "after": [0.0, 0.0]} and averaged["seeds"] == 3
+    page = render_html(Summary.build(board, plan, recs))
+    assert page.count("<polyline") == 2 and "diag/echo × a: lens" in page
