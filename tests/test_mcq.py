@@ -35,6 +35,7 @@ MCQ_METHODS = (
     "anchor-mlp",
     "anchor-attn",
     "anchor-mlp+attn",
+    "cloze",
 )
 
 

@@ -1,4 +1,4 @@
-"""Scorers that leave the model alone: the plain letter argmax and three debiasing peers."""
+"""Scorers that leave the model alone: the plain letter argmax, three debiasing peers, and cloze scoring."""
 
 from __future__ import annotations
 
@@ -91,3 +91,16 @@ class ContextualCalibration(MCQMethod):
     def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
         assert self.prior_ is not None, "fit first"
         return divide_prior(softmax(scorer.letter_logits(questions)), self.prior_)
+
+
+@register_method("cloze")
+@dataclass(kw_only=True)
+class Cloze(MCQMethod):
+    """The option texts scored as continuations of `Question: .. Answer:` (summed log-probability, one
+    pass per option), with no letters at all: immune to letter anchoring by construction, and the
+    reference for what the model knows. Costs k passes a question, unbatched."""
+
+    def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
+        from tasks.mcq.scoring import option_log_likelihoods
+
+        return softmax(option_log_likelihoods(scorer.model, scorer.tokenizer, questions, scorer.device))

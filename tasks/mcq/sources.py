@@ -58,11 +58,7 @@ def mmlu(row: Row, where: str) -> Question:
 
 
 def arc(row: Row, where: str) -> Question:
-    texts, labels = _labelled(row["choices"], where)
-    return Question(str(row["question"]), tuple(texts), _answer_index(row["answerKey"], labels, where))
-
-
-def commonsense_qa(row: Row, where: str) -> Question:
+    """ARC's schema, which CommonsenseQA shares: labelled choices and an `answerKey` label."""
     texts, labels = _labelled(row["choices"], where)
     return Question(str(row["question"]), tuple(texts), _answer_index(row["answerKey"], labels, where))
 
@@ -97,7 +93,7 @@ HUB_SETS = {
     "arc-easy": HubSet("allenai/ai2_arc", "ARC-Easy", "test", ("question", "choices", "answerKey"), arc),
     # CommonsenseQA's and HellaSwag's test labels are hidden: their validation splits are the test sets.
     "commonsense-qa": HubSet(
-        "tau/commonsense_qa", None, "validation", ("question", "choices", "answerKey"), commonsense_qa
+        "tau/commonsense_qa", None, "validation", ("question", "choices", "answerKey"), arc
     ),
     "openbookqa": HubSet(
         "allenai/openbookqa", "main", "test", ("question_stem", "choices", "answerKey"), openbookqa
