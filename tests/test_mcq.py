@@ -404,6 +404,8 @@ def test_every_method_runs_end_to_end_on_a_tiny_model(tiny, method, tmp_path):
     if method == "anchor-mlp":
         assert len(details["edits"]["mlp"]["neurons"]) == 1
         assert curve["before"] != curve["after"], "the edit moved the lens"
+    if method == "anchor-attn" and details["edits"]["heads"]:
+        assert curve["before"] != curve["after"], "the lens after a swap runs the swap towards gold"
 
 
 def test_file_task_runs_on_a_local_jsonl(tiny, tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.registries import register_method
 from tasks.mcq.protocol import MCQMethod, softmax
-from tasks.mcq.scoring import Scorer
+from tasks.mcq.scoring import BatchHook, Scorer
 from tasks.mcq.suites import LETTERS, Question
 
 
@@ -180,6 +180,22 @@ class _AttentionSwap(_Anchored):
     def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
         assert self.edited_scorer_ is not None, "fit first"
         return hypothesis_probabilities(self.edited_scorer_, self.heads_ or {}, questions)
+
+    def lens_hook(self, gold: np.ndarray) -> BatchHook | None:
+        """The lens curve after the edit runs the swap the paper evaluates: " A" <-> the gold letter."""
+        import torch
+
+        from tasks.mcq.anatomy import anatomy
+        from tasks.mcq.attention import swapped
+
+        assert self.edited_scorer_ is not None, "fit first"
+        body, heads = anatomy(self.edited_scorer_.model), self.heads_ or {}
+
+        def hook(rows, letters):  # type: ignore[no-untyped-def]
+            index = torch.as_tensor(gold[rows], device=letters.device)
+            return swapped(body, heads, letters[:, 0], letters[torch.arange(len(rows)), index])
+
+        return hook
 
 
 @register_method("anchor-mlp")

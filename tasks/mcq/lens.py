@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tasks.mcq.anatomy import Anatomy, input_major
-from tasks.mcq.scoring import Scorer
+from tasks.mcq.scoring import BatchHook, Scorer
 from tasks.mcq.suites import Question
 
 
@@ -32,8 +32,11 @@ class Trace:
     logits: np.ndarray  # (questions, options) letter logits of the same pass
 
 
-def trace(scorer: Scorer, body: Anatomy, questions: Sequence[Question]) -> Trace:
-    """One scoring pass over `questions` with hooks that keep the last position of every layer."""
+def trace(
+    scorer: Scorer, body: Anatomy, questions: Sequence[Question], around: BatchHook | None = None
+) -> Trace:
+    """One scoring pass over `questions` with hooks that keep the last position of every layer; `around`
+    may alter each batch's pass as a method would (an attention swap)."""
     import torch
 
     n, layers = len(questions), body.layers
@@ -64,7 +67,8 @@ def trace(scorer: Scorer, body: Anatomy, questions: Sequence[Question]) -> Trace
     @contextlib.contextmanager
     def note_rows(rows: np.ndarray, letters: Any) -> Iterator[None]:
         current["rows"] = rows
-        yield
+        with around(rows, letters) if around else contextlib.nullcontext():
+            yield
 
     try:
         out.logits = scorer.letter_logits(questions, hook=note_rows)

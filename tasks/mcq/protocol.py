@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.components import Method
-from tasks.mcq.scoring import Scorer
+from tasks.mcq.scoring import BatchHook, Scorer
 from tasks.mcq.suites import Question
 
 
@@ -26,6 +26,11 @@ class MCQMethod(Method):
 
     def fit(self, scorer: Scorer, calibration: Sequence[Question]) -> None:
         """Learn from the calibration split; most scorers need nothing."""
+
+    def lens_hook(self, gold: np.ndarray) -> BatchHook | None:
+        """How the edited model's lens curve should run its passes, given the lens questions' gold
+        answers; None for a plain pass. A diagnostic only: predictions never see gold."""
+        return None
 
     @abc.abstractmethod
     def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:

@@ -19,6 +19,7 @@ from harness.errors import UserError
 from harness.registries import register_task
 from tasks.mcq.metrics import MAX_OPTIONS, MCQ_METRICS, mcq_metrics
 from tasks.mcq.protocol import MCQMethod
+from tasks.mcq.scoring import Scorer
 from tasks.mcq.suites import OFFLINE_SUITES, Split, split
 
 SMOKE = {"calibration": 8, "test": 12, "lens_questions": 8}
@@ -47,7 +48,6 @@ class MCQTask(Task):
 
     def run(self, method: MCQMethod, ctx: RunContext) -> dict[str, float]:
         from tasks.causal_lm import load
-        from tasks.mcq.scoring import Scorer
 
         if not 2 <= self.options <= MAX_OPTIONS:
             raise UserError(f"task '{self.name}': options must be 2 to {MAX_OPTIONS}, got {self.options}")
@@ -68,19 +68,24 @@ class MCQTask(Task):
             ctx.details["edits"] = method.edits_
         if self.lens_questions and method.edited_scorer_ is not None:
             with ctx.phase("lens"):
-                ctx.details["curves"] = {"logit_lens": self._lens(scorer, method.edited_scorer_, data)}
+                ctx.details["curves"] = {"logit_lens": self._lens(scorer, method, data)}
         return values
 
-    def _lens(self, before, after, data: Split) -> dict:  # type: ignore[no-untyped-def]
+    def _lens(self, base: Scorer, method: MCQMethod, data: Split) -> dict:
+        """Each layer's mean anchoring score on the first test questions, before and after the edit (an
+        attention swap runs towards the gold letter there, as the paper evaluates it)."""
         from tasks.mcq.anatomy import anatomy
         from tasks.mcq.lens import layer_curve, trace
 
         questions = data.test[: self.lens_questions]
         gold = np.array([q.answer for q in questions])
         series = {}
-        for label, scorer in (("before", before), ("after", after)):
+        for label, scorer, around in (
+            ("before", base, None),
+            ("after", method.edited_scorer_, method.lens_hook(gold)),
+        ):
             body = anatomy(scorer.model)
-            series[label] = layer_curve(body, scorer, trace(scorer, body, questions), gold)
+            series[label] = layer_curve(body, scorer, trace(scorer, body, questions, around), gold)
         return {
             "title": f"{self.model}: anchoring score per layer",
             "x": "layer",
