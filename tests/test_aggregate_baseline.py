@@ -123,9 +123,10 @@ def test_save_then_compare_gates_on_regressions(board_file, results, tmp_path, c
     assert main(["compare", path, "--baseline", "nope", "--dir", str(folder)]) == 2
 
 
-def test_committed_quick_baseline_covers_every_quick_cell():
-    board = lb.load("quick")
-    saved = baseline.load("quick", "reference")
+@pytest.mark.parametrize("board_name", ["quick", "mcq"])
+def test_committed_baseline_covers_every_cell_of_its_board(board_name):
+    board = lb.load(board_name)
+    saved = baseline.load(board_name, "reference")
     cells_saved = {(c["task"], c["method"]) for c in saved["cells"]}
     planned = {(r.task, r.method) for r in board.plan()}
     assert planned == cells_saved

@@ -2,10 +2,12 @@
 update those MLP value vectors or recalibrate those attention heads. Fitted on the calibration split,
 applied to a copy of the model, evaluated on the test split.
 
-Two choices the paper's per-question demo leaves open, made here for a held-out evaluation:
+Choices the paper's per-question demo leaves open, made here for a held-out evaluation:
 - The detector runs on the calibration questions the model anchors on (gold is not "A", the model says
   "A"); contributions and lens differences are their means. The "correct" unembedding in the update is the
   mean of those questions' gold letters, since one edit must serve every gold position.
+- The update is signed by the neuron's mean activation (see `edit_value_vectors`).
+- One edit by default: the demo evaluates one value-vector update at a time.
 - The swap needs the correct letter, which a test question does not reveal. Each option c is therefore
   scored under its own hypothesis: one pass with " A" <-> c swapped in the chosen heads, read at c.
 """
@@ -117,6 +119,8 @@ def hypothesis_probabilities(
     from tasks.mcq.anatomy import anatomy
     from tasks.mcq.attention import swapped
 
+    if not heads:
+        return softmax(scorer.letter_logits(questions))
     body = anatomy(scorer.model)
     scores = np.zeros((len(questions), scorer.options))
     for c in range(scorer.options):
@@ -124,7 +128,7 @@ def hypothesis_probabilities(
         def hook(rows, letters, c=c):  # type: ignore[no-untyped-def]
             return swapped(body, heads, letters[:, 0], letters[:, c])
 
-        scores[:, c] = scorer.letter_logits(questions, hook=hook if c and heads else None)[:, c]
+        scores[:, c] = scorer.letter_logits(questions, hook=hook if c else None)[:, c]
     return softmax(scores)
 
 
