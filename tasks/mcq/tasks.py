@@ -52,8 +52,8 @@ class MCQTask(Task):
         if not 2 <= self.options <= MAX_OPTIONS:
             raise UserError(f"task '{self.name}': options must be 2 to {MAX_OPTIONS}, got {self.options}")
         with ctx.phase("load"):
+            data = self.split(ctx.seed)  # first: a bad source fails before the model is loaded
             model, tokenizer = load(self.model, ctx.artifacts, ctx.device)
-            data = self.split(ctx.seed)
         scorer = Scorer(model, tokenizer, self.options, ctx.device, self.batch_size)
         with ctx.phase("fit"):
             method.fit(scorer, data.calibration)
