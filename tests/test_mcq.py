@@ -216,23 +216,36 @@ def test_per_position_metrics_by_hand():
 # --- logit lens -------------------------------------------------------------------------------------
 
 
-def _gpt2_mlp_outputs(model, ids):  # type: ignore[no-untyped-def]
-    """Each block's MLP output at the last position, by running GPT-2's blocks by hand."""
-    tr = model.transformer
-    h = tr.wte(ids) + tr.wpe(torch.arange(ids.shape[1])[None])
+def _mlp_outputs_by_hand(kind, model, ids):  # type: ignore[no-untyped-def]
+    """Each block's MLP output at the last position, by running the blocks by hand, and the logits."""
+    if kind == "gpt2":
+        inner, final_norm = model.transformer, model.transformer.ln_f
+        h = inner.wte(ids) + inner.wpe(torch.arange(ids.shape[1])[None])
+        steps = [(b.ln_1, lambda x, b=b: b.attn(x)[0], b.ln_2, b.mlp) for b in inner.h]
+    else:
+        inner, final_norm = model.model, model.model.norm
+        h = inner.embed_tokens(ids)
+        rotary = inner.rotary_emb(h, torch.arange(ids.shape[1])[None])
+        steps = [
+            (
+                b.input_layernorm,
+                lambda x, b=b: b.self_attn(x, rotary, None)[0],
+                b.post_attention_layernorm,
+                b.mlp,
+            )
+            for b in inner.layers
+        ]
     outs = []
-    for block in tr.h:
-        h = h + block.attn(block.ln_1(h))[0]
-        m = block.mlp(block.ln_2(h))
+    for norm_1, attend, norm_2, mlp in steps:
+        h = h + attend(norm_1(h))
+        m = mlp(norm_2(h))
         outs.append(m[0, -1])
         h = h + m
-    return outs, model.lm_head(tr.ln_f(h))[0, -1]
+    return outs, model.lm_head(final_norm(h))[0, -1], final_norm
 
 
 def test_logit_lens_matches_a_direct_computation(tiny):
     kind, _, model, tokenizer = tiny
-    if kind != "gpt2":
-        pytest.skip("the hand-written forward pass is GPT-2's")
     qs = questions(7)
     scorer = Scorer(model, tokenizer, 4, "cpu", batch_size=3)
     body = anatomy(model)
@@ -243,10 +256,10 @@ def test_logit_lens_matches_a_direct_computation(tiny):
     with torch.no_grad():
         for i, q in enumerate(qs):
             ids = torch.tensor([scorer.encode([q]).ids[0]])
-            outs, logits = _gpt2_mlp_outputs(model, ids)
+            outs, logits, final_norm = _mlp_outputs_by_hand(kind, model, ids)
             np.testing.assert_allclose(logits[scorer.letter_ids].numpy(), traced.logits[i], atol=1e-4)
             a, g = scorer.letter_ids[0], scorer.letter_ids[q.answer]
-            direct = [float((unembed[a] - unembed[g]) @ model.transformer.ln_f(m)) for m in outs]
+            direct = [float((unembed[a] - unembed[g]) @ final_norm(m)) for m in outs]
             direction, bias = letter_direction(body, scorer, gold[i : i + 1])
             lens = anchoring_scores(body, traced.mlp_out[i : i + 1], direction, bias)[0]
             np.testing.assert_allclose(lens.numpy(), direct, atol=1e-4)
@@ -382,9 +395,7 @@ def test_pride_recovers_and_removes_a_planted_position_prior():
 
 @pytest.mark.parametrize("method", MCQ_METHODS)
 def test_every_method_runs_end_to_end_on_a_tiny_model(tiny, method, tmp_path):
-    kind, folder, _, _ = tiny
-    if kind != "gpt2" and method not in ("zero-shot", "anchor-mlp+attn"):
-        pytest.skip("the Llama layout is exercised by the engine and edit tests and one full run")
+    _, folder, _, _ = tiny
     # A random model has no neuron past the paper's gap threshold: lower it so that an edit happens.
     params = {"gap_threshold": -1000.0} if method in ("anchor-mlp", "anchor-mlp+attn") else {}
     spec = make_spec(
