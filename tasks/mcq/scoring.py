@@ -74,7 +74,11 @@ class Scorer:
             row = []
             for char in letters:
                 hits = [t for t, (s, e) in enumerate(offsets) if s <= char < e]
-                row.append(hits[0] if hits else -1)
+                if not hits:
+                    raise UserError(
+                        f"the tokenizer maps no token to option letter {text[char]!r} of: {text[:80]}"
+                    )
+                row.append(hits[0])
             ids.append(list(enc["input_ids"]))
             positions.append(row)
         return Encoded(ids, np.asarray(positions, dtype=np.int64))
