@@ -192,6 +192,29 @@ def _first(data: ImageData, limit: int) -> ImageData:
 
 
 @dataclass(kw_only=True)
+class Mnist5kSource:
+    """Mixin for tasks on the real MNIST-5k asset (first in the bases, so its `load` is the task's)."""
+
+    asset_path: str = ""  # a local copy of mnist_5k.csv.gz instead of the asset cache
+
+    def load(self) -> ImageData:
+        return load_mnist_5k(self.asset_path or None)
+
+
+@dataclass(kw_only=True)
+class LocalImagesSource:
+    """Mixin for tasks on any local image set (first in the bases, so its `load` is the task's)."""
+
+    description: ClassVar[str] = (
+        "any local image set (.npz with x, y; or parquet/CSV pixel columns and label)"
+    )
+    path: str
+
+    def load(self) -> ImageData:
+        return load_local(self.path)
+
+
+@dataclass(kw_only=True)
 class HubImagesSource:
     """Mixin for tasks on a hub image set with its own train and test splits (network and `hub` extra)."""
 

@@ -21,9 +21,9 @@ from tasks.distillation.protocol import DistillationMethod
 from tasks.images import (
     HubImagesSource,
     ImageData,
+    LocalImagesSource,
+    Mnist5kSource,
     load_digits,
-    load_local,
-    load_mnist_5k,
     train_test,
 )
 
@@ -187,30 +187,19 @@ class DigitsDistillationTask(DistillationTask):
 
 @register_task("distillation/mnist-5k")
 @dataclass(kw_only=True)
-class Mnist5kDistillationTask(DistillationTask):
+class Mnist5kDistillationTask(Mnist5kSource, DistillationTask):
     description: ClassVar[str] = "real MNIST-5k: a 3-stage CNN teacher, a one-hidden-layer MLP student"
     scales: ClassVar[dict] = {
         "smoke": SMOKE,
         "cpu": {"teacher_epochs": 15, "epochs": 20},
         "paper": {"teacher_epochs": 60, "epochs": 60},
     }
-    asset_path: str = ""
-
-    def load(self) -> ImageData:
-        return load_mnist_5k(self.asset_path or None)
 
 
 @register_task("distillation/images")
 @dataclass(kw_only=True)
-class LocalImagesDistillationTask(DistillationTask):
-    description: ClassVar[str] = (
-        "any local image set (.npz with x, y; or parquet/CSV pixel columns and label)"
-    )
+class LocalImagesDistillationTask(LocalImagesSource, DistillationTask):
     scales: ClassVar[dict] = {"smoke": SMOKE, "cpu": {}, "paper": {}}
-    path: str
-
-    def load(self) -> ImageData:
-        return load_local(self.path)
 
 
 @dataclass(kw_only=True)

@@ -22,9 +22,9 @@ from tasks.images import (
     HubImageSet,
     HubImagesSource,
     ImageData,
+    LocalImagesSource,
+    Mnist5kSource,
     load_digits,
-    load_local,
-    load_mnist_5k,
     train_test,
 )
 from tasks.poisoning import certify, partition
@@ -171,24 +171,14 @@ class DigitsPoisoningTask(PoisoningTask):
 
 @register_task("poisoning/mnist-5k")
 @dataclass(kw_only=True)
-class Mnist5kPoisoningTask(PoisoningTask):
+class Mnist5kPoisoningTask(Mnist5kSource, PoisoningTask):
     description: ClassVar[str] = "5,000 real MNIST digits (the mnist-5k asset), 80/20 split"
-    asset_path: str = ""  # a local copy of mnist_5k.csv.gz instead of the asset cache
-
-    def load(self) -> ImageData:
-        return load_mnist_5k(self.asset_path or None)
 
 
 @register_task("poisoning/images")
 @dataclass(kw_only=True)
-class LocalImagesPoisoningTask(PoisoningTask):
-    description: ClassVar[str] = (
-        "any local image set (.npz with x, y; or parquet/CSV pixel columns and label)"
-    )
-    path: str
-
-    def load(self) -> ImageData:
-        return load_local(self.path)
+class LocalImagesPoisoningTask(LocalImagesSource, PoisoningTask):
+    """Any local image set, split as every poisoning task is."""
 
 
 @dataclass(kw_only=True)
