@@ -43,9 +43,19 @@ class CyclicPermutation(MCQMethod):
         return cyclic_probabilities(scorer, questions).mean(axis=0)
 
 
+class PositionPriorDivision(MCQMethod):
+    """A method that fits a prior over option positions and divides the test probabilities by it."""
+
+    prior_ = None  # (options,) learned by fit (not a parameter, hence no annotation)
+
+    def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
+        assert self.prior_ is not None, "fit first"
+        return divide_prior(softmax(scorer.letter_logits(questions)), self.prior_)
+
+
 @register_method("pride")
 @dataclass(kw_only=True)
-class PriDe(MCQMethod):
+class PriDe(PositionPriorDivision):
     """Prior estimation debiasing (Zheng et al., ICLR 2024). Under cyclic shifts each option visits each
     position once, so the mean over shifts of log P_observed(position i) is the log prior of position i
     up to a constant; the prior is its softmax, averaged over the calibration questions, and test
@@ -53,17 +63,11 @@ class PriDe(MCQMethod):
 
     calibration_share: float = 1.0  # share of the calibration split used to estimate the prior
 
-    prior_ = None  # (options,) learned by fit (not a parameter, hence no annotation)
-
     def fit(self, scorer: Scorer, calibration: Sequence[Question]) -> None:
         count = max(1, round(len(calibration) * self.calibration_share))
         observed = cyclic_probabilities(scorer, calibration[:count])  # (shifts, questions, options)
         log_prior = np.log(np.clip(by_position_of(observed), 1e-12, None)).mean(axis=0)  # (questions, k)
         self.prior_ = softmax(log_prior).mean(axis=0)
-
-    def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
-        assert self.prior_ is not None, "fit first"
-        return divide_prior(softmax(scorer.letter_logits(questions)), self.prior_)
 
 
 def by_position_of(observed: np.ndarray) -> np.ndarray:
@@ -75,22 +79,16 @@ def by_position_of(observed: np.ndarray) -> np.ndarray:
 
 @register_method("contextual-calibration")
 @dataclass(kw_only=True)
-class ContextualCalibration(MCQMethod):
+class ContextualCalibration(PositionPriorDivision):
     """Contextual calibration (Zhao et al., 2021): the letter distribution on content-free questions
     ("N/A", "[MASK]", empty: question and options alike) is the model's prior over positions; test
     probabilities are divided by it. Needs no calibration data."""
 
     content_free: tuple[str, ...] = ("N/A", "[MASK]", "")
 
-    prior_ = None  # (options,) learned by fit (not a parameter, hence no annotation)
-
     def fit(self, scorer: Scorer, calibration: Sequence[Question]) -> None:
         blanks = [Question(text, (text,) * scorer.options, 0) for text in self.content_free]
         self.prior_ = softmax(scorer.letter_logits(blanks)).mean(axis=0)
-
-    def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
-        assert self.prior_ is not None, "fit first"
-        return divide_prior(softmax(scorer.letter_logits(questions)), self.prior_)
 
 
 @register_method("cloze")

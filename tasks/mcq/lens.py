@@ -82,14 +82,15 @@ def letter_direction(body: Anatomy, scorer: Scorer, gold: np.ndarray) -> tuple[A
     """(W_U[" A"] - W_U[gold letter]) per question (questions, dim), and the bias difference (questions,)."""
     import torch
 
-    ids = torch.tensor(scorer.letter_ids)
-    unembed = body.unembedding.detach().float().cpu()
-    gold_ids = ids[torch.from_numpy(gold)]
-    direction = unembed[ids[0]][None, :] - unembed[gold_ids]
+    # Only the letters' rows leave the device: the whole (vocab, dim) matrix would be copied per call.
+    ids = torch.tensor(scorer.letter_ids, device=body.unembedding.device)
+    letters = body.unembedding.detach()[ids].float().cpu()  # (options, dim)
+    gold_index = torch.from_numpy(gold)
+    direction = letters[0][None, :] - letters[gold_index]
     if body.unembedding_bias is None:
         return direction, torch.zeros(len(gold))
-    bias = body.unembedding_bias.detach().float().cpu()
-    return direction, bias[ids[0]] - bias[gold_ids]
+    bias = body.unembedding_bias.detach()[ids].float().cpu()
+    return direction, bias[0] - bias[gold_index]
 
 
 def anchoring_scores(body: Anatomy, vectors: Any, direction: Any, bias: Any) -> Any:
