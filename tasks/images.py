@@ -2,13 +2,22 @@
 
 Embedded real data: scikit-learn's 8x8 digits and the real MNIST-5k asset. Any local image set: an .npz
 with `x` (or `images`) and `y` (or `labels`), or a CSV/parquet table of pixel columns and a `label`.
+
+Every loader checks what it reads, so a malformed file is a one-line error naming the file, the array or
+column, and what was expected, never a silently different data set:
+- labels are integers 0..C-1 with every class present; a column vector of shape (n, 1) is squeezed to
+  (n,), integral floats (3.0) are accepted, anything else (-1, 1.7, NaN, one-hot rows) is an error;
+- pixels are finite numbers in [0, 1] or [0, 255]; a set whose largest value is above 1 is divided by 255;
+- images are (n, h, w), (n, c, h, w), or channels-last (n, h, w, c) with c of 1 or 3 (moved first when
+  the second axis is not itself 1 or 3).
 """
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,6 +35,98 @@ class ImageData:
         return ImageData(self.x[index], self.y[index], self.classes, self.source)
 
 
+def check_labels(
+    y: Any, where: str, item: str = "index", classes: int | None = None, every_class: bool = True
+) -> np.ndarray:
+    """`y` as (n,) int64 labels 0..C-1, or a UserError naming `where` and the first bad `item`.
+
+    With `classes` given (a hub set's ClassLabel), labels must be below it. Without it C is the largest
+    label + 1, and (with `every_class`) every class 0..C-1 must appear, which is what catches 1-based
+    labels; a slice of a hub set may miss classes, so its check is off there."""
+    y = np.asarray(y)
+    expected = "integers 0..C-1" if classes is None else f"integers 0..{classes - 1}"
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        hint = " (one-hot rows? give the class index of each)" if y.ndim == 2 else ""
+        raise UserError(f"{where}: expected one label per image, shape (n,) or (n, 1); got {y.shape}{hint}")
+    if len(y) == 0:
+        raise UserError(f"{where}: no labels")
+    if y.dtype.kind not in "biuf":
+        raise UserError(f"{where}: labels must be {expected}; got values of type {y.dtype}")
+    if y.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
+            raise UserError(
+                f"{where}: label {y[bad[0]]!r} at {item} {bad[0]} is not an integer (expected {expected}; "
+                f"{bad.size} such label(s))"
+            )
+    y = y.astype(np.int64)
+    if y.min() < 0:
+        first = int(np.argmax(y < 0))
+        raise UserError(
+            f"{where}: label {y[first]} at {item} {first} is negative (expected {expected}; "
+            f"labels span {y.min()}..{y.max()})"
+        )
+    if classes is not None:
+        if y.max() >= classes:
+            first = int(np.argmax(y >= classes))
+            raise UserError(
+                f"{where}: label {y[first]} at {item} {first} is not below {classes} ({expected})"
+            )
+        return y
+    counts = np.bincount(y)
+    if not every_class:
+        return y
+    if len(counts) < 2:
+        raise UserError(f"{where}: every label is {y[0]}; a classification set needs at least two classes")
+    absent = np.flatnonzero(counts == 0)
+    if absent.size:
+        shown = ", ".join(map(str, absent[:5])) + (", ..." if absent.size > 5 else "")
+        raise UserError(
+            f"{where}: no image has label {shown} (expected {expected} with every class present, here "
+            f"0..{len(counts) - 1}; 1-based labels? subtract 1)"
+        )
+    return y
+
+
+def check_pixels(x: Any, where: str, item: str = "image") -> np.ndarray:
+    """`x` as float32 (n, c, h, w) in [0, 1], or a UserError naming `where` and what was expected."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise UserError(
+            f"{where}: pixels must be numbers in [0, 1] or [0, 255]; got values of type {x.dtype}"
+        )
+    if len(x) == 0:
+        raise UserError(f"{where}: no images")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
+            raise UserError(
+                f"{where}: {int(bad.sum())} pixel(s) are NaN or infinite, the first in {item} {first} "
+                "(expected finite values in [0, 1] or [0, 255])"
+            )
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 255:
+        raise UserError(
+            f"{where}: pixel values span {low:g}..{high:g}; expected [0, 1] or [0, 255] "
+            "(standardised images? give the raw pixels)"
+        )
+    x = x.astype(np.float32)
+    if high > 1.0:
+        x = x / 255.0
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if x.ndim != 4:
+        raise UserError(
+            f"{where}: images must be (n, h, w), (n, c, h, w) or (n, h, w, c); got shape {x.shape}"
+        )
+    return x
+
+
 def load_digits() -> ImageData:
     from sklearn.datasets import load_digits as sk_digits
 
@@ -35,62 +136,121 @@ def load_digits() -> ImageData:
 
 
 def load_mnist_5k(local_path: str | None = None) -> ImageData:
-    """The 5,000 real MNIST digits of the `mnist-5k` asset (784 pixel columns, then the label)."""
+    """The 5,000 real MNIST digits of the `mnist-5k` asset (784 pixel columns 0..255, then the label)."""
     from harness.assets import resolve
 
     folder = resolve("mnist-5k", local_path)
     file = folder / "mnist_5k.csv.gz" if folder.is_dir() else folder
     try:
-        table = np.loadtxt(file, delimiter=",", dtype=np.float32)
-    except (OSError, ValueError) as err:
+        table = np.loadtxt(file, delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, ValueError, EOFError, UnicodeDecodeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(
-            f"{file}: cannot read MNIST-5k ({err}); expected 785 comma-separated columns"
+            f"{file}: cannot read MNIST-5k ({reason}); expected 785 comma-separated columns"
         ) from None
-    if table.ndim != 2 or table.shape[1] != 785:
-        raise UserError(f"{file}: expected 785 columns (784 pixels and a label), found {table.shape[-1]}")
-    x = (table[:, :784] / 255.0).reshape(-1, 1, 28, 28)
-    return ImageData(x, table[:, 784].astype(np.int64), 10, "mnist-5k")
+    if table.size == 0:
+        raise UserError(f"{file}: no rows; expected 785 comma-separated columns (784 pixels and a label)")
+    if table.shape[1] != 785:
+        raise UserError(f"{file}: expected 785 columns (784 pixels and a label), found {table.shape[1]}")
+    pixels = table[:, :784]
+    bad = ~np.isfinite(pixels) | (pixels < 0) | (pixels > 255)
+    if bad.any():
+        row, column = (int(i[0]) for i in np.nonzero(bad))
+        raise UserError(
+            f"{file}: row {row}, column {column}: pixel {pixels[row, column]:g} is not in 0..255 "
+            f"({int(bad.sum())} such value(s))"
+        )
+    y = check_labels(table[:, 784], f"{file}: column 785 (the label)", "row", classes=10)
+    x = (pixels / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+    return ImageData(x, y, 10, "mnist-5k")
+
+
+NPZ_IMAGE_KEYS = ("x", "images")
+NPZ_LABEL_KEYS = ("y", "labels")
 
 
 def load_local(path: str) -> ImageData:
     file = Path(path).expanduser()
     if not file.exists():
         raise UserError(f"image file {file} does not exist")
+    if file.is_dir():
+        raise UserError(f"image file {file} is a folder; expected a .npz, .parquet or .csv file")
     if file.suffix == ".npz":
-        with np.load(file) as archive:
+        (xkey, x), (ykey, y) = _read_npz(file)
+        x = check_pixels(x, f"{file}: array '{xkey}'")
+        y = check_labels(y, f"{file}: array '{ykey}'")
+        xwhere, ywhere = f"array '{xkey}'", f"array '{ykey}'"
+    elif file.suffix in (".parquet", ".csv"):
+        x, y = _read_pixel_table(file)
+        xwhere, ywhere = "pixel columns", "column 'label'"
+    else:
+        raise UserError(f"image file {file}: expected .npz, .parquet or .csv")
+    if len(x) != len(y):
+        raise UserError(f"{file}: {xwhere} holds {len(x)} images but {ywhere} {len(y)} labels")
+    return ImageData(x, y, int(y.max()) + 1, str(file))
+
+
+def _read_npz(file: Path) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray]]:
+    """The (key, array) of the images and of the labels of an .npz archive."""
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise UserError(f"{file}: a single .npy array, not an .npz archive of images and labels")
             keys = set(archive.files)
-            xkey = next((k for k in ("x", "images") if k in keys), None)
-            ykey = next((k for k in ("y", "labels") if k in keys), None)
+            xkey = next((k for k in NPZ_IMAGE_KEYS if k in keys), None)
+            ykey = next((k for k in NPZ_LABEL_KEYS if k in keys), None)
             if xkey is None or ykey is None:
                 raise UserError(
                     f"{file}: expected arrays 'x' (or 'images') and 'y' (or 'labels'), found {sorted(keys)}"
                 )
-            x, y = archive[xkey].astype(np.float32), archive[ykey].astype(np.int64)
-    elif file.suffix in (".parquet", ".csv"):
-        import polars as pl
+            return (xkey, archive[xkey]), (ykey, archive[ykey])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "pickle" in reason or "Object arrays" in reason:
+            reason = "it holds Python objects, not numeric arrays"
+        raise UserError(f"{file}: not a readable .npz archive of numeric arrays ({reason})") from None
 
+
+def _read_pixel_table(file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of a CSV/parquet table: a `label` column and h*h pixel columns (one grey image
+    per row); every cell must be a number."""
+    import polars as pl
+
+    try:
         frame = pl.read_parquet(file) if file.suffix == ".parquet" else pl.read_csv(file)
-        if "label" not in frame.columns:
-            raise UserError(f"{file}: no 'label' column (columns: {', '.join(frame.columns[:8])}, ...)")
-        y = frame.get_column("label").to_numpy().astype(np.int64)
-        pixels = frame.drop("label").to_numpy().astype(np.float32)
-        side = round(pixels.shape[1] ** 0.5)
-        if side * side != pixels.shape[1]:
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise UserError(f"{file}: could not be read ({str(err).splitlines()[0]})") from None
+    if "label" not in frame.columns:
+        raise UserError(f"{file}: no 'label' column (columns: {', '.join(frame.columns[:8])}, ...)")
+    if frame.height == 0:
+        raise UserError(f"{file}: no rows")
+    row = "line {} (row {})" if file.suffix == ".csv" else "row {1}"
+    for name, dtype in frame.schema.items():
+        series = frame.get_column(name)
+        if not (dtype.is_numeric() or dtype == pl.Boolean):
+            if dtype == pl.String:
+                numbers = series.cast(pl.Float64, strict=False)
+                wrong = (numbers.is_null() & series.is_not_null()).arg_true()
+                if len(wrong):
+                    at = int(wrong[0])
+                    raise UserError(
+                        f"{file}: {row.format(at + 2, at)}, column '{name}': {series[at]!r} is not a number"
+                    )
+            else:
+                raise UserError(f"{file}: column '{name}' holds {dtype} values; expected numbers")
+        if series.null_count():
+            at = int(series.is_null().arg_true()[0])
             raise UserError(
-                f"{file}: {pixels.shape[1]} pixel columns do not make a square single-channel image"
+                f"{file}: {row.format(at + 2, at)}, column '{name}' is empty "
+                "(expected a number; a short row?)"
             )
-        x = pixels.reshape(-1, side, side)
-    else:
-        raise UserError(f"image file {file}: expected .npz, .parquet or .csv")
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4 or len(x) != len(y):
-        raise UserError(
-            f"{file}: images must be (n, h, w) or (n, c, h, w) with one label each; got {x.shape}"
-        )
-    if x.max(initial=0) > 1.0:
-        x = x / 255.0
-    return ImageData(x, y, int(y.max()) + 1, str(file))
+    numbers = frame.select(pl.all().cast(pl.Float64))
+    y = check_labels(numbers.get_column("label").to_numpy(), f"{file}: column 'label'", "row")
+    pixels = numbers.drop("label").to_numpy()
+    side = round(pixels.shape[1] ** 0.5)
+    if side * side != pixels.shape[1] or side == 0:
+        raise UserError(f"{file}: {pixels.shape[1]} pixel columns do not make a square single-channel image")
+    return check_pixels(pixels.reshape(-1, side, side), f"{file}: pixel columns", "row"), y
 
 
 def split(data: ImageData, test_fraction: float, seed: int = 0) -> tuple[ImageData, ImageData]:
@@ -98,7 +258,15 @@ def split(data: ImageData, test_fraction: float, seed: int = 0) -> tuple[ImageDa
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(data.y))
-    train, test = train_test_split(index, test_size=test_fraction, stratify=data.y, random_state=seed)
+    try:
+        train, test = train_test_split(index, test_size=test_fraction, stratify=data.y, random_state=seed)
+    except ValueError as err:
+        counts = np.bincount(data.y, minlength=data.classes)
+        raise UserError(
+            f"{data.source}: cannot split {len(index)} images of {data.classes} classes (the smallest has "
+            f"{counts.min()}) into train and test with test_fraction {test_fraction}: "
+            f"{str(err).splitlines()[0]}"
+        ) from None
     return data.subset(np.sort(train)), data.subset(np.sort(test))
 
 
@@ -151,22 +319,54 @@ def load_hub(source: HubImageSet, split_name: str, limit: int = 0, image_size: i
             )
     if limit and len(table) > limit:
         table = table.select(range(limit))
-    pictures = [_to_array(img, image_size) for img in table[source.image_field]]
-    x = np.stack(pictures).astype(np.float32) / 255.0
-    y = np.asarray(table[source.label_field], dtype=np.int64)
+    where = f"dataset {source.dataset_id} (split {split_name})"
+    pictures: list[np.ndarray] = []
+    try:
+        for img in table[source.image_field]:  # decoded lazily, one by one
+            pictures.append(
+                _to_array(img, image_size, f"{where}: row {len(pictures)}, field '{source.image_field}'")
+            )
+    except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
+        raise UserError(
+            f"{where}: row {len(pictures)}, field '{source.image_field}': the image cannot be decoded "
+            f"({str(err).splitlines()[0][:120]})"
+        ) from None
+    x = _stack(pictures, where).astype(np.float32) / 255.0
     feature = table.features[source.label_field]
-    classes = getattr(feature, "num_classes", None) or int(y.max()) + 1
-    return ImageData(x, y, classes, f"hub:{source.dataset_id}:{split_name}")
+    classes = getattr(feature, "num_classes", None)
+    y = check_labels(
+        table[source.label_field], f"{where}: field '{source.label_field}'", "row", classes, every_class=False
+    )
+    return ImageData(x, y, classes or int(y.max()) + 1, f"hub:{source.dataset_id}:{split_name}")
 
 
-def _to_array(image, size: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _to_array(image: Any, size: int, where: str) -> np.ndarray:
     """A PIL image as (channels, h, w) uint8, grey kept as one channel, optionally resized to size x size."""
+    if not hasattr(image, "mode") or not hasattr(image, "convert"):
+        raise UserError(f"{where}: expected a decoded image, got {type(image).__name__}")
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     if size and image.size != (size, size):
         image = image.resize((size, size))
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _stack(pictures: list[np.ndarray], where: str) -> np.ndarray:
+    """One (n, c, h, w) array: grey images join a colour set as three equal channels; sizes must agree."""
+    if not pictures:
+        raise UserError(f"{where}: no images")
+    channels = max(p.shape[0] for p in pictures)
+    pictures = [np.repeat(p, channels, axis=0) if p.shape[0] != channels else p for p in pictures]
+    sizes = [p.shape[1:] for p in pictures]
+    odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), None)
+    if odd is not None:
+        (h, w), (oh, ow) = sizes[0], sizes[odd]
+        raise UserError(
+            f"{where}: images differ in size (row 0 is {h}x{w}, row {odd} is {oh}x{ow}); "
+            "set the task's image_size to resize them"
+        )
+    return np.stack(pictures)
 
 
 def train_test(
