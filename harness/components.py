@@ -139,6 +139,12 @@ class Task(Component):
                 return m
         raise KeyError(name)
 
+    def check_inputs(self) -> None:
+        """Cheap checks of the task's own inputs (a local file exists, has the named column, holds enough
+        rows), made when a leaderboard is planned (`run`, `--dry-run`) before anything runs; raise
+        UserError naming the file and field. Nothing slow here: no model, no network, no full training
+        set. The default checks nothing."""
+
     def run(self, method: Method, ctx: Any) -> dict[str, float]:
         """Evaluate `method` under `ctx` (a RunContext) and return the metrics by name."""
         raise NotImplementedError
