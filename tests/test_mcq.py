@@ -154,12 +154,12 @@ def test_hub_mappings_read_local_files_of_their_schemas(tmp_path):
 
 def test_bad_files_name_the_file_row_and_field(tmp_path):
     bad = _write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "choices": ["a", "b"]}])
-    with pytest.raises(UserError, match=r"bad.jsonl: row 0 has no field\(s\) answer"):
+    with pytest.raises(UserError, match=r"bad.jsonl: row 0 \(line 1\) has no field\(s\) answer"):
         load_questions(str(bad))
     out_of_range = _write_jsonl(
         tmp_path / "range.jsonl", [{"question": "q", "choices": ["a", "b"], "answer": 5}]
     )
-    with pytest.raises(UserError, match="range.jsonl: row 0: answer 5 is outside its 2 choices"):
+    with pytest.raises(UserError, match=r"range.jsonl: row 0 \(line 1\): answer 5 is outside its 2 choices"):
         load_questions(str(out_of_range))
     with pytest.raises(UserError, match="no such file"):
         load_questions(str(tmp_path / "missing.jsonl"))
