@@ -2,11 +2,13 @@
 
 Per-layer states come from the model's own hidden states, so a BERT-style stack and an ALBERT-style
 shared layer both work. Early-exit inference stops the model's forward pass from a hook on its layer
-module(s) as soon as the exit rule fires, so the measured time is the time of the layers actually run.
+module(s) as soon as the exit rule fires, so the measured time is the time of the layers actually run;
+the same hook lets a training forward stop early (PALBERT's 1 - eps stop).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,18 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
+def pooler(encoder: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The encoder's own pooler as a map of one pooled (batch, hidden) state, or None when it has none:
+    BERT's `pooler.dense` + `pooler.activation`, ALBERT's `pooler` + `pooler_activation` (both tanh)."""
+    module = getattr(encoder, "pooler", None)
+    if isinstance(module, nn.Linear) and getattr(encoder, "pooler_activation", None) is not None:
+        activation = encoder.pooler_activation
+        return lambda state: activation(module(state))
+    if module is not None and hasattr(module, "dense") and hasattr(module, "activation"):
+        return lambda state: module.activation(module.dense(state))
+    return None
+
+
 def layer_states(encoder: Any, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
     """(layers + 1, batch, hidden): pooled states after the embeddings and after every layer."""
     out = encoder(**batch, output_hidden_states=True)
@@ -88,9 +102,14 @@ class ExitSignal(Exception):  # noqa: N818 - control flow, not an error
 
 @torch.no_grad()
 def incremental_exit(encoder: Any, batch: dict[str, torch.Tensor], on_state) -> int:  # type: ignore[no-untyped-def]
-    """Run the encoder on one example, calling on_state(i, hidden) with the (batch, tokens, hidden) states
-    after the embeddings (i = 0) and after each layer (i = 1, 2, ...); stop the forward pass when it
-    returns True for a layer. Returns the 0-based index of the last layer run."""
+    """`run_layers` without gradients: real early-exit inference."""
+    return run_layers(encoder, batch, on_state)
+
+
+def run_layers(encoder: Any, batch: dict[str, torch.Tensor], on_state) -> int:  # type: ignore[no-untyped-def]
+    """Run the encoder, calling on_state(i, hidden) with the (batch, tokens, hidden) states after the
+    embeddings (i = 0) and after each layer (i = 1, 2, ...); stop the forward pass when it returns True
+    for a layer. Returns the 0-based index of the last layer run."""
     count = {"states": 0}
 
     def hook(module, inputs, output):  # type: ignore[no-untyped-def]

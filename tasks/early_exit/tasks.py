@@ -19,7 +19,7 @@ from harness.components import Metric, Task
 from harness.context import RunContext
 from harness.registries import register_task
 from tasks.early_exit.data import GLUE, TextSet, glue, rotten_tomatoes, score
-from tasks.early_exit.protocol import EarlyExitMethod
+from tasks.early_exit.protocol import EarlyExitMethod, LayerByLayerLoss, TrainingStage
 
 EARLY_EXIT_METRICS = (
     Metric(
@@ -74,6 +74,7 @@ class EarlyExitTask(Task):
             "task": self.name,
             "params": asdict(self),
             "method": method.name,
+            "method_version": method.version,
             "trained": trained,
             "seed": ctx.seed,
         }
@@ -87,12 +88,14 @@ class EarlyExitTask(Task):
         modules = method.make_modules(hidden, layers, train.classes)
         modules.load_state_dict(torch.load(folder / "modules.pt", map_location=ctx.device))
         modules.to(ctx.device).eval()
+        through = backbone.pooler(encoder) if method.uses_pooler else None
         generator = torch.Generator().manual_seed(ctx.seed)
         uniforms = torch.rand(layers, len(test.labels), generator=generator).to(ctx.device)
         with ctx.phase("evaluate"), torch.no_grad():
             logits, states = [], []
             for batch in self._batches(tokenizer, test, np.arange(len(test.labels)), ctx.device):
                 s = backbone.layer_states(encoder, batch, self.pooling)
+                s = through(s) if through else s
                 states.append(s)
                 logits.append(torch.stack([head(s[i + 1]) for i, head in enumerate(modules["classifiers"])]))
             logits_all, states_all = torch.cat(logits, dim=1), torch.cat(states, dim=1)
@@ -102,7 +105,9 @@ class EarlyExitTask(Task):
             predictions = logits_all[exits, torch.arange(len(exits))].argmax(dim=-1).cpu().numpy()
         mean_layers = float((exits + 1).float().mean())
         with ctx.phase("timing"):
-            wall, agreement = self._timing(encoder, tokenizer, modules, method, test, uniforms, exits, ctx)
+            wall, agreement = self._timing(
+                encoder, tokenizer, modules, method, test, uniforms, exits, through, ctx
+            )
         return {
             "score": score(self.metric_name, test.labels, predictions),
             "mean_layers": mean_layers,
@@ -136,33 +141,69 @@ class EarlyExitTask(Task):
         encoder, tokenizer = backbone.load(self.model, ctx.device)
         layers, hidden = backbone.layer_count(encoder), encoder.config.hidden_size
         modules = method.make_modules(hidden, layers, train.classes).to(ctx.device)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": encoder.parameters(), "lr": self.lr},
-                {"params": modules.parameters(), "lr": self.head_lr},
-            ],
-            weight_decay=0.01,
-        )
-        labels = torch.from_numpy(train.labels).to(ctx.device)
         generator = torch.Generator().manual_seed(ctx.seed)
-        encoder.train()
-        for _ in range(self.epochs):
-            order = torch.randperm(len(train.labels), generator=generator).numpy()
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                batch = next(self._batches(tokenizer, train, rows, ctx.device))
-                states = backbone.layer_states(encoder, batch, self.pooling)
-                logits = torch.stack([head(states[i + 1]) for i, head in enumerate(modules["classifiers"])])
-                loss = method.loss(logits, states, modules, labels[torch.from_numpy(rows).to(ctx.device)])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        for stage in method.stages(modules):
+            self._train_stage(encoder, tokenizer, modules, method, stage, train, generator, ctx.device)
         encoder.save_pretrained(str(out / "encoder"))
         tokenizer.save_pretrained(str(out / "encoder"))
         torch.save(modules.state_dict(), out / "modules.pt")
         (out / "seconds.txt").write_text(str(time.perf_counter() - start))
 
-    def _timing(self, encoder, tokenizer, modules, method, test, uniforms, exits, ctx):  # type: ignore[no-untyped-def]
+    def _train_stage(  # type: ignore[no-untyped-def]
+        self,
+        encoder,
+        tokenizer,
+        modules,
+        method: EarlyExitMethod,
+        stage: TrainingStage,
+        train: TextSet,
+        generator,
+        device: str,
+    ) -> None:
+        """`epochs` passes of AdamW over the stage's parameters; a frozen backbone runs without gradients
+        (still in training mode, so its dropout is on, as DeeBERT's second stage has it)."""
+        import torch
+
+        from tasks.early_exit import backbone
+
+        groups = [{"params": stage.heads, "lr": self.head_lr}]
+        if stage.backbone:
+            groups.insert(0, {"params": list(encoder.parameters()), "lr": self.lr})
+        optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+        through = backbone.pooler(encoder) if method.uses_pooler else None
+        layers = backbone.layer_count(encoder)
+        labels = torch.from_numpy(train.labels).to(device)
+        encoder.train()
+        modules.train()
+        for _ in range(self.epochs):
+            order = torch.randperm(len(train.labels), generator=generator).numpy()
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                batch = next(self._batches(tokenizer, train, rows, device))
+                targets = labels[torch.from_numpy(rows).to(device)]
+                online = method.layer_by_layer(modules, targets, layers)
+                with torch.set_grad_enabled(stage.backbone):
+                    if online is not None:
+                        backbone.run_layers(
+                            encoder,
+                            batch,
+                            _TrainingFeed(online, modules, batch["attention_mask"], self.pooling, through),
+                        )
+                    else:
+                        states = backbone.layer_states(encoder, batch, self.pooling)
+                        states = through(states) if through else states
+                if online is not None:
+                    loss = online.total()
+                else:
+                    logits = torch.stack(
+                        [head(states[i + 1]) for i, head in enumerate(modules["classifiers"])]
+                    )
+                    loss = stage.loss(logits, states, modules, targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+    def _timing(self, encoder, tokenizer, modules, method, test, uniforms, exits, through, ctx):  # type: ignore[no-untyped-def]
         """Batch-1 wall time with every layer against early exit on the first timed test examples, and how
         often the incremental exit matches the batched rule."""
         import torch
@@ -176,10 +217,18 @@ class EarlyExitTask(Task):
             batch = next(self._batches(tokenizer, test, np.array([index]), ctx.device, size=1))
             with torch.no_grad():
                 start = time.perf_counter()
-                last(backbone.pool(encoder(**batch).last_hidden_state, batch["attention_mask"], self.pooling))
+                state = backbone.pool(
+                    encoder(**batch).last_hidden_state, batch["attention_mask"], self.pooling
+                )
+                last(through(state) if through else state)
                 full_time += time.perf_counter() - start
                 rule = _IncrementalRule(
-                    method, modules, uniforms[:, index : index + 1], batch["attention_mask"], self.pooling
+                    method,
+                    modules,
+                    uniforms[:, index : index + 1],
+                    batch["attention_mask"],
+                    self.pooling,
+                    through,
                 )
                 start = time.perf_counter()
                 layer = backbone.incremental_exit(encoder, batch, rule)
@@ -191,9 +240,9 @@ class EarlyExitTask(Task):
 class _IncrementalRule:
     """Collects one example's states layer by layer and asks the method's rule after each layer."""
 
-    def __init__(self, method: EarlyExitMethod, modules, uniforms, mask, pooling: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, method: EarlyExitMethod, modules, uniforms, mask, pooling: str, through) -> None:  # type: ignore[no-untyped-def]
         self.method, self.modules, self.uniforms = method, modules, uniforms
-        self.mask, self.pooling = mask, pooling
+        self.mask, self.pooling, self.through = mask, pooling, through
         self.states: list = []
         self.logits: list = []
 
@@ -203,6 +252,7 @@ class _IncrementalRule:
         from tasks.early_exit.backbone import pool
 
         state = pool(hidden, self.mask, self.pooling)
+        state = self.through(state) if self.through else state
         self.states.append(state)
         if index == 0:
             return False
@@ -213,6 +263,32 @@ class _IncrementalRule:
             torch.stack(self.logits), torch.stack(self.states), self.modules, self.uniforms[:index]
         )
         return bool(decision[0])
+
+
+class _TrainingFeed:
+    """Hands each layer's head input and logits to a layer-by-layer loss during a training forward; the
+    heads keep their gradients when the backbone runs without."""
+
+    def __init__(self, online: LayerByLayerLoss, modules, mask, pooling: str, through) -> None:  # type: ignore[no-untyped-def]
+        self.online, self.modules, self.mask, self.pooling, self.through = (
+            online,
+            modules,
+            mask,
+            pooling,
+            through,
+        )
+
+    def __call__(self, index: int, hidden) -> bool:  # type: ignore[no-untyped-def]
+        import torch
+
+        from tasks.early_exit.backbone import pool
+
+        if index == 0:
+            return False
+        state = pool(hidden, self.mask, self.pooling)
+        state = self.through(state) if self.through else state
+        with torch.enable_grad():
+            return self.online.add(self.modules["classifiers"][index - 1](state), state)
 
 
 def _first(data: TextSet, limit: int) -> TextSet:
