@@ -413,6 +413,44 @@ class LocalImagesSource:
     def load(self) -> ImageData:
         return load_local(self.path)
 
+    def check_inputs(self) -> None:
+        check_local(self.path)
+
+
+def check_local(path: str) -> None:
+    """The cheap part of `load_local`, for planning: the file exists and names its images and labels (an
+    .npz's array names, a table's header), without reading the pixels."""
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise UserError(f"image file {file} does not exist")
+    if not file.is_file():
+        raise UserError(f"image file {file} is a folder; expected a .npz, .parquet or .csv file")
+    if file.suffix == ".npz":
+        try:
+            with zipfile.ZipFile(file) as archive:
+                keys = {n.removesuffix(".npy") for n in archive.namelist()}
+        except (OSError, zipfile.BadZipFile) as err:
+            raise UserError(f"{file}: not a readable .npz archive ({err})") from None
+        if not (keys & set(NPZ_IMAGE_KEYS) and keys & set(NPZ_LABEL_KEYS)):
+            raise UserError(
+                f"{file}: expected arrays 'x' (or 'images') and 'y' (or 'labels'), found {sorted(keys)}"
+            )
+    elif file.suffix in (".parquet", ".csv"):
+        import polars as pl
+
+        try:
+            columns = (
+                list(pl.read_parquet_schema(file))
+                if file.suffix == ".parquet"
+                else pl.read_csv(file, n_rows=1).columns
+            )
+        except (pl.exceptions.PolarsError, OSError) as err:
+            raise UserError(f"{file}: could not be read ({str(err).splitlines()[0]})") from None
+        if "label" not in columns:
+            raise UserError(f"{file}: no 'label' column (columns: {', '.join(columns[:8])}, ...)")
+    else:
+        raise UserError(f"image file {file}: expected .npz, .parquet or .csv")
+
 
 @dataclass(kw_only=True)
 class HubImagesSource:
