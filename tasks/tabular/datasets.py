@@ -104,6 +104,27 @@ def load_table(path: str, target: str) -> TabularData:
     return frame_to_data(frame, target, str(file))
 
 
+def check_table(path: str, target: str) -> None:
+    """The cheap part of `load_table`, for planning: the file exists, is a table, and has the target
+    column (read from the header alone)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"table file {file} {'is a folder' if file.is_dir() else 'does not exist'}")
+    suffix = file.suffix.lower()
+    if suffix not in (".parquet", ".csv", ".tsv"):
+        raise UserError(f"table file {file}: expected a .csv, .tsv or .parquet file")
+    try:
+        if suffix == ".parquet":
+            columns = list(pl.read_parquet_schema(file))
+        else:
+            columns = pl.read_csv(file, separator="\t" if suffix == ".tsv" else ",", n_rows=0).columns
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise UserError(f"table file {file} cannot be read: {str(err).splitlines()[0]}") from None
+    if target not in columns:
+        shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
+        raise UserError(f"{file}: target column '{target}' not found (columns: {shown})")
+
+
 def frame_to_data(frame: pl.DataFrame, target: str, source: str) -> TabularData:
     """Numeric columns as floats (nulls as NaN), text columns one-hot, the target label-encoded."""
     if target not in frame.columns:

@@ -14,7 +14,7 @@ import numpy as np
 from harness.components import Metric, Task
 from harness.context import RunContext
 from harness.registries import register_task
-from tasks.tabular.datasets import TabularData, load_openml, load_sklearn, load_table
+from tasks.tabular.datasets import TabularData, check_table, load_openml, load_sklearn, load_table
 from tasks.tabular.protocol import TabularMethod
 
 TABULAR_METRICS = (
@@ -122,3 +122,6 @@ class LocalTableTask(TabularTask):
 
     def load(self) -> TabularData:
         return load_table(self.path, self.target)
+
+    def check_inputs(self) -> None:
+        check_table(self.path, self.target)
