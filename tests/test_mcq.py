@@ -22,8 +22,9 @@ from tasks.mcq import attention
 from tasks.mcq.anatomy import anatomy
 from tasks.mcq.lens import anchoring_scores, layer_curve, letter_direction, trace
 from tasks.mcq.metrics import mcq_metrics
+from tasks.mcq.prompts import TEMPLATES, prompt_template
 from tasks.mcq.protocol import divide_prior, softmax
-from tasks.mcq.scoring import Scorer, prompt
+from tasks.mcq.scoring import Scorer, option_log_likelihoods, prompt
 from tasks.mcq.sources import HUB_SETS, load_questions
 from tasks.mcq.suites import Question, offline_split, place_gold
 
@@ -88,6 +89,77 @@ def test_prompt_is_the_papers_format():
     text, letters = prompt(Question("Who?", ("Ann", "Bob"), 1))
     assert text == "Question: Who? Answer Choices: A: Ann B: Bob Answer:"
     assert [text[i] for i in letters] == ["A", "B"]
+
+
+def _old_inline_prompt(question: Question) -> tuple[str, list[int]]:
+    """The prompt as the engine built it before templates existed (kept to pin the default byte for byte)."""
+    text = f"Question: {question.question} Answer Choices:"
+    letters = []
+    for letter, choice in zip("ABCDEFGH", question.choices, strict=False):
+        text += " "
+        letters.append(len(text))
+        text += f"{letter}: {choice}"
+    return text + " Answer:", letters
+
+
+def test_default_template_is_the_earlier_prompt_byte_for_byte():
+    for q in questions(20) + offline_split("ioi", 2, 0, 10, 0).test + [Question("a {x} }{", ("{", "}"), 0)]:
+        assert prompt(q) == _old_inline_prompt(q)
+        assert TEMPLATES["anchored-bias"].cloze_context(q) == f"Question: {q.question} Answer:"
+    assert TASKS.get("mcq/capitals").param_defaults()["prompt"] == "anchored-bias"
+
+
+def test_newlines_and_free_templates_render_with_letter_offsets():
+    q = Question("Who?", ("Ann", "Bob", "Cy"), 1)
+    text, letters = prompt_template("newlines").render(q)
+    assert text == "Question: Who?\nA. Ann\nB. Bob\nC. Cy\nAnswer:"
+    assert [text[i] for i in letters] == ["A", "B", "C"] and text[letters[1] - 1] == "\n"
+    assert prompt_template("newlines").cloze_context(q) == "Question: Who?\nAnswer:"
+    mmlu = prompt_template("{question}\n{choices}Answer:")  # lm-eval's MMLU prompt
+    assert mmlu.render(q)[0] == "Who?\nA. Ann\nB. Bob\nC. Cy\nAnswer:"
+    assert mmlu.cloze_context(q) == "Who?\nAnswer:"
+    custom = prompt_template("{{Q}} {question} |{choices} ->", " ({choice}) {letter};")
+    text, letters = custom.render(q)
+    assert text == "{Q} Who? | (Ann) A; (Bob) B; (Cy) C; ->"
+    assert [text[i] for i in letters] == ["A", "B", "C"]
+    named_with_option = prompt_template("anchored-bias", " [{letter}] {choice}")
+    assert named_with_option.render(q)[0] == "Question: Who? Answer Choices: [A] Ann [B] Bob [C] Cy Answer:"
+
+
+@pytest.mark.parametrize(
+    ("prompt_value", "option", "message"),
+    [
+        ("anchored", "", r"parameter 'prompt': 'anchored' is neither a template \(anchored-bias, newlines\)"),
+        ("Q: {qestion} {choices}", "", r"unknown placeholder \{qestion\} in 'Q: \{qestion\} \{choices\}'"),
+        ("Q: {question}", "", r"has \{choices\} 0 times; expected \{question\} and \{choices\} once each"),
+        ("{question} {choices} {choices}", "", r"has \{choices\} 2 times"),
+        ("Q: {question {choices}", "", r"is not a format string"),
+        ("{question:>9} {choices}", "", r"placeholder \{question\} takes no format spec"),
+        ("{} {question} {choices}", "", r"unknown placeholder \{\}"),
+        ("newlines", "{letter}) {text}", r"parameter 'prompt_option': unknown placeholder \{text\}"),
+        ("newlines", "{letter}", r"'prompt_option': '\{letter\}' has \{choice\} 0 times"),
+    ],
+)
+def test_bad_prompts_are_one_line_errors(prompt_value, option, message):
+    with pytest.raises(UserError, match=message) as caught:
+        prompt_template(prompt_value, option)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_bad_prompt_fails_at_plan_time_naming_the_task():
+    task = TASKS.get("mcq/capitals")(prompt="Q: {q} {choices}")
+    with pytest.raises(
+        UserError, match=r"task 'mcq/capitals': parameter 'prompt': unknown placeholder \{q\}"
+    ):
+        task.check_inputs()
+    TASKS.get("mcq/capitals")(prompt="newlines").check_inputs()
+
+
+def test_the_prompt_parameter_changes_the_run_key_and_the_default_keeps_one():
+    task, method = TASKS.get("mcq/capitals"), METHODS.get("zero-shot")
+    default = make_spec(task, method, 0, "smoke")
+    assert make_spec(task, method, 0, "smoke", {"prompt": "anchored-bias"}).key == default.key
+    assert make_spec(task, method, 0, "smoke", {"prompt": "newlines"}).key != default.key
 
 
 # --- sources ----------------------------------------------------------------------------------------
@@ -165,6 +237,31 @@ def test_bad_files_name_the_file_row_and_field(tmp_path):
         load_questions(str(tmp_path / "missing.jsonl"))
 
 
+def test_file_task_without_shuffle_keeps_the_files_order(tmp_path):
+    rows = [
+        {
+            "question": f"q{i}",
+            "choices": ["a", "b", "c", "d"] if i != 3 else ["a", "b"],
+            "answer": i % 4 if i != 3 else 1,
+        }
+        for i in range(12)
+    ]
+    path = _write_jsonl(tmp_path / "ordered.jsonl", rows)
+    task = TASKS.get("mcq/file")(path=str(path), calibration=2, test=5, shuffle=False)
+    data = task.split(0)
+    assert [q.question for q in data.calibration] == ["q0", "q1"]
+    assert [q.question for q in data.test] == ["q2", "q4", "q5", "q6", "q7"], "q3 has 2 options: left out"
+    assert all(q.choices == ("a", "b", "c", "d") for q in data.test)
+    assert [q.answer for q in data.test] == [2, 0, 1, 2, 3], "gold stays where the file puts it"
+    assert task.split(1) == data, "the seed does not reorder"
+    shuffled = TASKS.get("mcq/file")(path=str(path), calibration=2, test=5).split(0)
+    assert [q.question for q in shuffled.calibration + shuffled.test] != [
+        f"q{i}" for i in (0, 1, 2, 4, 5, 6, 7)
+    ]
+    with pytest.raises(UserError, match="the suite has 11 questions; calibration=2 \\+ test=10 is more"):
+        TASKS.get("mcq/file")(path=str(path), calibration=2, test=10, shuffle=False).split(0)
+
+
 def test_hub_task_splits_a_local_copy_keeping_its_option_count(tmp_path):
     rows = [
         {"question": f"q{i}", "choices": _labelled(["a", "b", "c", "d"][: 3 + i % 2]), "answerKey": "A"}
@@ -188,6 +285,41 @@ def test_letters_are_single_leading_space_tokens(tiny):
     encoded = scorer.encode(questions(3))
     for ids, positions in zip(encoded.ids, encoded.letter_positions, strict=True):
         assert [ids[p] for p in positions] == scorer.letter_ids
+
+
+@pytest.mark.parametrize("template", ["newlines", "{question}\n{choices}Answer:"])
+def test_other_templates_score_the_rendered_text_and_point_at_its_letters(tiny, template):
+    _, _, model, tokenizer = tiny
+    chosen = prompt_template(template)
+    qs = questions(5)
+    scorer = Scorer(model, tokenizer, 4, "cpu", batch_size=2, template=chosen)
+    assert scorer.with_model(model).template is chosen
+    encoded = scorer.encode(qs)
+    logits = scorer.letter_logits(qs)
+    for q, ids, positions, row in zip(qs, encoded.ids, encoded.letter_positions, logits, strict=True):
+        text, letters = chosen.render(q)
+        assert ids == tokenizer(text)["input_ids"]
+        for position, char in zip(positions, letters, strict=True):
+            start, end = tokenizer(text, return_offsets_mapping=True)["offset_mapping"][position]
+            assert start <= char < end and text[char] in "ABCD"
+        with torch.no_grad():
+            plain = model(input_ids=torch.tensor([ids])).logits[0, -1, scorer.letter_ids].numpy()
+        np.testing.assert_allclose(row, plain, atol=1e-4)
+
+
+def test_cloze_scores_follow_the_template_context(tiny):
+    _, _, model, tokenizer = tiny
+    q = questions(1)[0]
+    chosen = prompt_template("newlines")
+    scores = option_log_likelihoods(model, tokenizer, [q], "cpu", chosen)
+    context = tokenizer.encode("Question: " + q.question + "\nAnswer:")
+    tail = tokenizer.encode(" " + q.choices[2], add_special_tokens=False)
+    with torch.no_grad():
+        logp = model(input_ids=torch.tensor([context + tail])).logits[0].log_softmax(-1)
+    expected = sum(float(logp[len(context) - 1 + i, t]) for i, t in enumerate(tail))
+    assert scores[0, 2] == pytest.approx(expected, abs=1e-4)
+    default = option_log_likelihoods(model, tokenizer, [q], "cpu")
+    assert not np.allclose(default, scores), "the default context differs from the newline one"
 
 
 def test_batched_scores_equal_one_by_one_and_unpadded(tiny):
@@ -419,13 +551,16 @@ def test_every_method_runs_end_to_end_on_a_tiny_model(tiny, method, tmp_path):
         assert curve["before"] != curve["after"], "the lens after a swap runs the swap towards gold"
 
 
-def test_file_task_runs_on_a_local_jsonl(tiny, tmp_path):
+@pytest.mark.parametrize(
+    "extra", [{}, {"prompt": "newlines", "shuffle": False}, {"prompt": "{question}\n{choices}Answer:"}]
+)
+def test_file_task_runs_on_a_local_jsonl(tiny, tmp_path, extra):
     _, folder, _, _ = tiny
     rows = [{"question": f"Is {i} even?", "choices": ["yes", "no"], "answer": i % 2} for i in range(30)]
     path = _write_jsonl(tmp_path / "mine.jsonl", rows)
     spec = make_spec(
         TASKS.get("mcq/file"), METHODS.get("pride"), 0, "smoke",
-        {"model": str(folder), "path": str(path), "options": 2}, {},
+        {"model": str(folder), "path": str(path), "options": 2, **extra}, {},
     )  # fmt: skip
     record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
     assert record["status"] == "ok", record["error"]

@@ -101,4 +101,6 @@ class Cloze(MCQMethod):
     def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
         from tasks.mcq.scoring import option_log_likelihoods
 
-        return softmax(option_log_likelihoods(scorer.model, scorer.tokenizer, questions, scorer.device))
+        return softmax(
+            option_log_likelihoods(scorer.model, scorer.tokenizer, questions, scorer.device, scorer.template)
+        )

@@ -1,7 +1,8 @@
 """The scoring engine: one forward pass per question, option-letter logits at the last position.
 
-The prompt is the anchored-bias paper's: `Question: .. Answer Choices: A: x B: y .. Answer:`; the
-prediction is the argmax over the letter tokens (" A", " B", ..). Questions are sorted by length and run
+The prompt is a task parameter (tasks.mcq.prompts); by default the anchored-bias paper's
+`Question: .. Answer Choices: A: x B: y .. Answer:`. The prediction is the argmax over the letter tokens
+(" A", " B", ..) at the prompt's last position. Questions are sorted by length and run
 in left-padded batches with an attention mask and explicit position ids (cumulative sum of the mask):
 Llama-family models do not derive positions from the mask, and without them padding would shift every
 real token's position. Only the last position goes through the output head (`logits_to_keep=1`).
@@ -17,21 +18,16 @@ from typing import Any
 import numpy as np
 
 from harness.errors import UserError
+from tasks.mcq.prompts import DEFAULT_TEMPLATE, PromptTemplate
 from tasks.mcq.suites import LETTERS, Question
 
 # Called around each batch's forward pass with (rows of the batch, (batch, options) letter key positions).
 BatchHook = Callable[[np.ndarray, Any], contextlib.AbstractContextManager]
 
 
-def prompt(question: Question) -> tuple[str, list[int]]:
+def prompt(question: Question, template: PromptTemplate = DEFAULT_TEMPLATE) -> tuple[str, list[int]]:
     """The prompt text and the character offset of each option letter in it."""
-    text = f"Question: {question.question} Answer Choices:"
-    letters = []
-    for letter, choice in zip(LETTERS, question.choices, strict=False):
-        text += " "
-        letters.append(len(text))
-        text += f"{letter}: {choice}"
-    return text + " Answer:", letters
+    return template.render(question)
 
 
 def letter_token_ids(tokenizer: Any, options: int) -> list[int]:
@@ -55,20 +51,28 @@ class Encoded:
 class Scorer:
     """Letter logits of a model on a list of questions, batched; hooks may watch or alter each batch."""
 
-    def __init__(self, model: Any, tokenizer: Any, options: int, device: str, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        options: int,
+        device: str,
+        batch_size: int = 16,
+        template: PromptTemplate = DEFAULT_TEMPLATE,
+    ) -> None:
         self.model, self.tokenizer, self.options = model, tokenizer, options
-        self.device, self.batch_size = device, batch_size
+        self.device, self.batch_size, self.template = device, batch_size, template
         self.letter_ids = letter_token_ids(tokenizer, options)
 
     def with_model(self, model: Any) -> Scorer:
-        return Scorer(model, self.tokenizer, self.options, self.device, self.batch_size)
+        return Scorer(model, self.tokenizer, self.options, self.device, self.batch_size, self.template)
 
     def encode(self, questions: Sequence[Question]) -> Encoded:
         ids, positions = [], []
         for q in questions:
             if len(q.choices) != self.options:
                 raise UserError(f"a question has {len(q.choices)} options, the task expects {self.options}")
-            text, letters = prompt(q)
+            text, letters = self.template.render(q)
             enc = self.tokenizer(text, return_offsets_mapping=True)
             offsets = enc["offset_mapping"]
             row = []
@@ -119,17 +123,22 @@ class Scorer:
 
 
 def option_log_likelihoods(
-    model: Any, tokenizer: Any, questions: Sequence[Question], device: str
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Question],
+    device: str,
+    template: PromptTemplate = DEFAULT_TEMPLATE,
 ) -> np.ndarray:
-    """(questions, options) summed log-probability of each option's text after `Question: .. Answer:`,
-    one forward pass per option: the usual cloze scoring, the baseline the engine's speed is compared to."""
+    """(questions, options) summed log-probability of each option's text after the template's cloze
+    context (`Question: .. Answer:` by default), one forward pass per option: the usual cloze scoring, the
+    baseline the engine's speed is compared to."""
     import torch
 
     options = len(questions[0].choices)
     out = np.zeros((len(questions), options))
     with torch.no_grad():
         for qi, q in enumerate(questions):
-            context = tokenizer.encode(f"Question: {q.question} Answer:")
+            context = tokenizer.encode(template.cloze_context(q))
             for oi, choice in enumerate(q.choices):
                 tail = tokenizer.encode(" " + choice, add_special_tokens=False)
                 ids = torch.tensor([context + tail], device=device)

@@ -63,6 +63,16 @@ def split(questions: Sequence[Question], calibration: int, test: int, rng: np.ra
     return Split(place_gold(cal, rng), place_gold(tst, rng))
 
 
+def in_order(questions: Sequence[Question], calibration: int, test: int) -> Split:
+    """The first `calibration` questions and the `test` after them, options as given: a split another
+    harness can reproduce question by question (gold positions are the file's, not balanced)."""
+    if calibration + test > len(questions):
+        raise UserError(
+            f"the suite has {len(questions)} questions; calibration={calibration} + test={test} is more"
+        )
+    return Split(list(questions[:calibration]), list(questions[calibration : calibration + test]))
+
+
 # --- offline suites ------------------------------------------------------------------------------------
 
 NAMES = [

@@ -1,6 +1,12 @@
 """MCQ tasks: a question suite, a causal LM and the letter prompt; a method fits on the calibration split
 and gives option probabilities on the test split.
 
+The prompt is a parameter (`prompt`, `prompt_option`; see tasks.mcq.prompts), defaulting to the anchored-bias
+paper's prompt byte for byte. Adding these parameters changed every MCQ run's key, so earlier records are
+recomputed once; their results, and the committed baselines (kept by task and method), are unchanged.
+`mcq/file` with `shuffle: false` keeps the file's question and option order, so each question can be
+compared with another harness's score of it.
+
 Methods that edit weights also get a logit-lens curve (each layer's mean anchoring score on the test
 questions, before and after the edit) and their edit description kept in the run's record.
 """
@@ -18,9 +24,10 @@ from harness.context import RunContext
 from harness.errors import UserError
 from harness.registries import register_task
 from tasks.mcq.metrics import MAX_OPTIONS, MCQ_METRICS, mcq_metrics
+from tasks.mcq.prompts import DEFAULT_PROMPT, PromptTemplate, prompt_template
 from tasks.mcq.protocol import MCQMethod
 from tasks.mcq.scoring import Scorer
-from tasks.mcq.suites import OFFLINE_SUITES, Split, split
+from tasks.mcq.suites import OFFLINE_SUITES, Split, in_order, split
 
 SMOKE = {"calibration": 8, "test": 12, "lens_questions": 8}
 CPU = {"calibration": 60, "test": 160, "lens_questions": 80}
@@ -42,19 +49,32 @@ class MCQTask(Task):
     test: int = 160
     batch_size: int = 16
     lens_questions: int = 80  # test questions the before/after logit-lens curve averages over (0: none)
+    prompt: str = DEFAULT_PROMPT  # a template name (anchored-bias, newlines) or a {question}/{choices} layout
+    prompt_option: str = ""  # each option's format, with {letter} and {choice} (empty: the template's)
 
     def split(self, seed: int) -> Split:
         raise NotImplementedError
 
+    def template(self) -> PromptTemplate:
+        try:
+            return prompt_template(self.prompt, self.prompt_option)
+        except UserError as err:
+            raise UserError(f"task '{self.name}': {err}") from None
+
+    def check_inputs(self) -> None:
+        if not 2 <= self.options <= MAX_OPTIONS:
+            raise UserError(f"task '{self.name}': options must be 2 to {MAX_OPTIONS}, got {self.options}")
+        self.template()
+
     def run(self, method: MCQMethod, ctx: RunContext) -> dict[str, float]:
         from tasks.causal_lm import load
 
-        if not 2 <= self.options <= MAX_OPTIONS:
-            raise UserError(f"task '{self.name}': options must be 2 to {MAX_OPTIONS}, got {self.options}")
+        MCQTask.check_inputs(self)
+        template = self.template()
         with ctx.phase("load"):
             data = self.split(ctx.seed)  # first: a bad source fails before the model is loaded
             model, tokenizer = load(self.model, ctx.artifacts, ctx.device)
-        scorer = Scorer(model, tokenizer, self.options, ctx.device, self.batch_size)
+        scorer = Scorer(model, tokenizer, self.options, ctx.device, self.batch_size, template)
         with ctx.phase("fit"):
             method.fit(scorer, data.calibration)
         with ctx.phase("evaluate"):
@@ -139,11 +159,17 @@ def _hub_task(key: str, default_options: int) -> type[MCQTask]:
 
 def _split_loaded(questions: list, task: MCQTask, seed: int) -> Split:  # type: ignore[type-arg]
     """Questions with the task's option count, split by the seed with gold positions rebalanced."""
+    kept = _with_options(questions, task)
+    return split(kept, task.calibration, task.test, np.random.default_rng([seed, 7919]))
+
+
+def _with_options(questions: list, task: MCQTask) -> list:  # type: ignore[type-arg]
+    """The questions with the task's option count, in their order."""
     kept = [q for q in questions if len(q.choices) == task.options]
     if not kept:
         counts = sorted({len(q.choices) for q in questions})
         raise UserError(f"task '{task.name}': no question has {task.options} options (found {counts})")
-    return split(kept, task.calibration, task.test, np.random.default_rng([seed, 7919]))
+    return kept
 
 
 HUB_TASKS = {key: _hub_task(key, 5 if key == "commonsense-qa" else 4) for key in (
@@ -156,8 +182,14 @@ HUB_TASKS = {key: _hub_task(key, 5 if key == "commonsense-qa" else 4) for key in
 class FileMCQTask(MCQTask):
     description: ClassVar[str] = "any local JSONL / CSV / parquet file with question, choices, answer"
     path: str
+    shuffle: bool = (
+        True  # False: the file's order (first questions calibrate, the next test; options as given)
+    )
 
     def split(self, seed: int) -> Split:
         from tasks.mcq.sources import load_questions
 
-        return _split_loaded(load_questions(self.path), self, seed)
+        questions = load_questions(self.path)
+        if self.shuffle:
+            return _split_loaded(questions, self, seed)
+        return in_order(_with_options(questions, self), self.calibration, self.test)
