@@ -1,12 +1,15 @@
 """Dual-Head KD (Yang et al.; penghui-yang/DHKD): the logit-level loss trains an auxiliary head on the
 shared feature while cross-entropy trains the main head, so the binary KL cannot collapse the classifier.
 `binarykl-same-head` is the naive combination the paper shows collapsing; `dhkd+ga` adds gradient
-alignment."""
+alignment, as the official `helper/optimizer.py` (commit 7976c69) does it: the KD gradient projected off
+the CE gradient over the whole flattened gradient vector (see `aligned_gradients`). BinaryKL keeps its
+finite log-sigmoid form, where the official float32 code overflows."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.lazy import lazy_module
 from harness.registries import register_method
@@ -48,7 +51,7 @@ class DualHeadKD(DistillationMethod):
     temperature: float = 2.0
     nonlinear_head: bool = True  # ImageNet: a linear head
 
-    def extra_heads(self, feature_dim: int, middle_dim: int, classes: int) -> dict[str, nn.Module]:
+    def extra_heads(self, feature_dim: int, penultimate_dim: int, classes: int) -> dict[str, nn.Module]:
         return {"aux": auxiliary_head(feature_dim, classes, self.nonlinear_head)}
 
     def losses(self, out, heads, teacher_logits, labels):  # type: ignore[no-untyped-def]
@@ -62,6 +65,7 @@ class DualHeadKD(DistillationMethod):
 @register_method("dhkd+ga")
 @dataclass(kw_only=True)
 class DualHeadKDAligned(DualHeadKD):
+    version: ClassVar[str] = "2"  # 2: the projection over every parameter, as the official code
     align_gradients = True
 
 

@@ -1,9 +1,15 @@
-"""Normalized KD (Yang et al., ICCV 2023; yzd-v/cls_KD): a target term weighted by the teacher's gold
-probability, and a non-target term on the renormalised distributions over the other classes."""
+"""Normalized KD (Yang et al., ICCV 2023): a target term weighted by the teacher's gold probability, and a
+non-target term on the renormalised distributions over the other classes.
+
+Follows the official yzd-v/cls_KD `mmcls/models/dis_losses/nkd.py` (commit 1e5d48f): every student log
+probability is a log-softmax, so a class far below the others (a probability under float precision)
+still gets its gradient.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.lazy import lazy_module
 from harness.registries import register_method
@@ -13,10 +19,20 @@ torch = lazy_module("torch")
 F = lazy_module("torch.nn.functional")
 
 
+def non_target_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(batch, classes - 1): every logit but the gold one, in class order."""
+    keep = ~F.one_hot(labels, logits.shape[1]).bool()
+    return logits[keep].reshape(len(logits), -1)
+
+
 def non_target(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
     """(batch, classes - 1) softmax at T over every class but the gold one, in class order."""
-    keep = ~F.one_hot(labels, logits.shape[1]).bool()
-    return F.softmax(logits[keep].reshape(len(logits), -1) / temperature, dim=1)
+    return F.softmax(non_target_logits(logits, labels) / temperature, dim=1)
+
+
+def non_target_log(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The log of `non_target`, as a log-softmax."""
+    return F.log_softmax(non_target_logits(logits, labels) / temperature, dim=1)
 
 
 def nkd_losses(
@@ -26,7 +42,7 @@ def nkd_losses(
     t_gold = F.softmax(teacher, dim=1).gather(1, labels[:, None])[:, 0].detach()
     target = -(t_gold * s_gold).mean()
     t_non = non_target(teacher, labels, temperature).detach()
-    log_s_non = torch.log(non_target(student, labels, temperature).clamp_min(1e-12))
+    log_s_non = non_target_log(student, labels, temperature)
     rest = -gamma * temperature**2 * (t_non * log_s_non).sum(dim=1).mean()
     return target, rest
 
@@ -34,6 +50,7 @@ def nkd_losses(
 @register_method("nkd")
 @dataclass(kw_only=True)
 class NormalizedKD(DistillationMethod):
+    version: ClassVar[str] = "2"  # 2: log-softmax instead of log(clamp(softmax, 1e-12))
     temperature: float = 1.0  # ImageNet value (CIFAR-100: 3)
     gamma: float = 1.5  # ImageNet value (CIFAR-100: 3.5)
 

@@ -1,7 +1,10 @@
 """Teacher and student networks, written in torch (torchvision does not import beside the CPU build).
 
-Every network exposes `features(x) -> (middle, pooled)`: `pooled` feeds the classifier `fc`, `middle`
-is an intermediate feature map (USKD's weak head reads it). Sizes follow the papers: CIFAR ResNets
+Every network exposes `features(x) -> (penultimate, pooled)`: `pooled` feeds the classifier `fc`;
+`penultimate` is the globally pooled output of the stage before the last (an MLP's hidden layer before
+the last one, or its flattened input when it has one hidden layer). USKD's weak head reads it, as the
+official yzd-v/cls_KD `mmcls/models/classifiers/distiller.py` (commit 1e5d48f) reads `neck(fea_s[-2])`,
+a ResNet-18's 256-channel third stage. Sizes follow the papers: CIFAR ResNets
 (resnet20/56: 3 stages of basic blocks, 16-32-64 channels), wide ResNets (wrn-16-2, wrn-40-2), and the
 ImageNet ResNet-18/34 (4 stages, 64-512 channels).
 """
@@ -18,7 +21,7 @@ from torch.nn import functional as F  # noqa: N812
 
 class Network(nn.Module):
     feature_dim: int
-    middle_dim: int
+    penultimate_dim: int
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -32,17 +35,24 @@ class MLP(Network):
         super().__init__()
         sizes = [math.prod(in_shape), *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
-        self.feature_dim, self.middle_dim = sizes[-1], sizes[1]
+        self.feature_dim, self.penultimate_dim = sizes[-1], sizes[-2]
         self.fc = nn.Linear(sizes[-1], classes)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = x.flatten(1)
-        middle = h
-        for i, layer in enumerate(self.layers):
-            h = F.relu(layer(h))
-            if i == 0:
-                middle = h
-        return middle, h
+        penultimate = h
+        for layer in self.layers:
+            penultimate, h = h, F.relu(layer(h))
+        return penultimate, h
+
+
+def _penultimate_and_last(stages: nn.ModuleList, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The globally pooled outputs of the stage before the last (its input when there is one stage) and
+    of the last stage."""
+    before = x
+    for stage in stages:
+        before, x = x, stage(x)
+    return before.mean(dim=(2, 3)), x.mean(dim=(2, 3))
 
 
 class SmallCNN(Network):
@@ -62,16 +72,11 @@ class SmallCNN(Network):
             )
             channels = w
         self.stages = nn.ModuleList(stages)
-        self.feature_dim, self.middle_dim = channels, widths[0]
+        self.feature_dim, self.penultimate_dim = channels, widths[-2] if len(widths) > 1 else in_shape[0]
         self.fc = nn.Linear(channels, classes)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        middle = None
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i == 0:
-                middle = x.mean(dim=(2, 3))
-        return middle, x.mean(dim=(2, 3))
+        return _penultimate_and_last(self.stages, x)
 
 
 class BasicBlock(nn.Module):
@@ -122,17 +127,11 @@ class ResNet(Network):
             stages.append(nn.Sequential(*layers))
             cin = w
         self.stages = nn.ModuleList(stages)
-        self.feature_dim, self.middle_dim = widths[-1], widths[len(widths) // 2 - 1]
+        self.feature_dim, self.penultimate_dim = widths[-1], widths[-2] if len(widths) > 1 else first
         self.fc = nn.Linear(widths[-1], classes)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stem(x)
-        middle = None
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i == len(self.stages) // 2 - 1:
-                middle = x.mean(dim=(2, 3))
-        return middle, x.mean(dim=(2, 3))
+        return _penultimate_and_last(self.stages, self.stem(x))
 
 
 def build(name: str, in_shape: tuple[int, ...], classes: int) -> Network:

@@ -99,6 +99,7 @@ class DistillationTask(Task):
             )
             ce_top1 = json.loads((reference / "meta.json").read_text())["top1"]
         with ctx.phase("train"):
+            method = method.for_networks(self.teacher, self.student)
             torch.manual_seed(ctx.seed)
             student = build(self.student, shape, classes).to(device)
             teacher_logits = training.predict(teacher, x) if self.augment == "none" else None

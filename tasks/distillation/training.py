@@ -72,7 +72,9 @@ def train(
     device = x.device
     classes = int(y.max()) + 1
     generator = torch.Generator().manual_seed(seed)
-    heads = nn.ModuleDict(method.extra_heads(model.feature_dim, model.middle_dim, classes) if method else {})
+    heads = nn.ModuleDict(
+        method.extra_heads(model.feature_dim, model.penultimate_dim, classes) if method else {}
+    )
     heads.to(device)
     params = [*model.parameters(), *heads.parameters()]
     optimizer = make_optimizer(params, schedule)
@@ -83,15 +85,15 @@ def train(
     model.train()
     heads.train()
     step = 0
-    for _ in range(schedule.epochs):
+    for epoch in range(1, schedule.epochs + 1):
         order = torch.randperm(len(y), generator=generator).to(device)
         for batch in order.split(schedule.batch_size):
             if len(batch) < 2:
                 continue  # batch norm needs two samples
             xb = augment(x[batch], schedule.augment, generator)
             with _autocast(device):
-                middle, pooled = model.features(xb)
-                out = StudentOutput(model.fc(pooled), pooled, middle, progress=step / max(1, steps))
+                penultimate, pooled = model.features(xb)
+                out = StudentOutput(model.fc(pooled), pooled, penultimate, step / max(1, steps), epoch)
                 if method is None:
                     terms = {"ce": F.cross_entropy(out.logits, y[batch])}
                 else:
@@ -107,9 +109,8 @@ def train(
                 rest = sum(v for k, v in terms.items() if k != "ce")
                 g_ce = torch.autograd.grad(ce, params, retain_graph=True, allow_unused=True)
                 g_kd = torch.autograd.grad(rest, params, allow_unused=True)
-                for p, a, b in zip(params, g_ce, aligned_gradients(list(g_ce), list(g_kd)), strict=True):
-                    grads = [g for g in (a, b) if g is not None]
-                    p.grad = sum(grads) if grads else None
+                for p, merged in zip(params, aligned_gradients(list(g_ce), list(g_kd)), strict=True):
+                    p.grad = merged
             else:
                 sum(terms.values()).backward()
             optimizer.step()
