@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.registries import register_method
 from tasks.poisoning.certify import dpa_roe_certificate
@@ -13,6 +14,7 @@ from tasks.poisoning.protocol import PoisoningMethod
 @dataclass(kw_only=True)
 class DPARunOff(PoisoningMethod):
     scheme = "dpa"
+    version: ClassVar[str] = "2"  # 2: round 2 counts strict preferences, as the official dpa_roe_certify.py
 
     def certify(self, logits, bucket_models):  # type: ignore[no-untyped-def]
         return dpa_roe_certificate(logits)

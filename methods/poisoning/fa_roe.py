@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.registries import register_method
 from tasks.poisoning.certify import fa_roe_certificate
@@ -13,6 +14,7 @@ from tasks.poisoning.protocol import PoisoningMethod
 @dataclass(kw_only=True)
 class FiniteAggregationRunOff(PoisoningMethod):
     scheme = "fa"
+    version: ClassVar[str] = "2"  # 2: official fa_roe_certify.py pair term and strict round 2
 
     def certify(self, logits, bucket_models):  # type: ignore[no-untyped-def]
         return fa_roe_certificate(logits, bucket_models)

@@ -1,15 +1,25 @@
 """Aggregation and certificates for partition-based poisoning defenses (DPA, FA, and their run-off variants).
 
 Conventions, shared by every function here:
-- `logits` has shape (models, samples, classes); a model's vote is its argmax, ties to the smaller class.
+- `logits` has shape (models, samples, classes); a model's round-1 vote is its argmax, ties to the smaller
+  class.
 - Classes are ranked by votes, ties to the smaller index, so class a beats class b in a count exactly when
   `gap(a, b) = votes_a - votes_b + [b > a] >= 1`.
+- Run-off round 2: a model counts for the first finalist only when its logit for it is strictly greater
+  than for the second, so a model with equal logits votes for the second; equal round-2 counts go to the
+  smaller class.
 - A certificate is the smallest number of poisoned training samples that could change the prediction,
   or a lower bound on it; the certified radius is that number minus one. Every bound below counts the
   attacker as stronger than it is (each poisoned sample may rewrite the whole output of every model it
   reaches), so the radius is sound; tests check it by exhaustive search on small tables.
 - DPA: one poisoned sample reaches one model. FA: one poisoned sample reaches the d models that train on
   its bucket (`bucket_models`, shape (buckets, d)).
+
+The run-off rules and certificates follow the official code, k1rezaei/Run-Off-Election at commit
+ad20adb91dd62a6e7d09fc66f204301159aeeb69: `dpa_roe_certify.py` (DPA+ROE, with the pair table of
+`dp_calc.py`, here in closed form) and `fa_roe_certify.py` (FA+ROE). Where papers.md is less precise, that
+code wins: round 2 counts strict preferences (`scores[m1] > scores[c]`), and FA+ROE's pair term weighs each
+model `1 + 2[v = pred] - [v = c1] - [v = c2]` against the unclipped sum of the two round-1 gaps.
 """
 
 from __future__ import annotations
@@ -45,12 +55,15 @@ def pairwise_gaps(counts: np.ndarray, a: np.ndarray) -> np.ndarray:
     return own - counts + (np.arange(classes)[None, :] > a[:, None])
 
 
-def preferences(logits: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """(samples, classes): number of models preferring class a to class c (equal logits: smaller index)."""
-    classes = logits.shape[-1]
-    own = np.take_along_axis(logits, np.broadcast_to(a[None, :, None], (logits.shape[0], a.size, 1)), axis=2)
-    smaller = (a[:, None] < np.arange(classes)[None, :])[None]
-    return ((own > logits) | ((own == logits) & smaller)).sum(axis=0)
+def logit_of(logits: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """(models, samples): every model's logit for class a, with a (samples,) one class per sample."""
+    return logits[:, np.arange(a.size), a]
+
+
+def strict_preferences(logits: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """(samples, classes): number of models whose logit for class a is strictly above that for class c
+    (the official round-2 count: equal logits do not count for a)."""
+    return (logit_of(logits, a)[:, :, None] > logits).sum(axis=0)
 
 
 def plurality(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,11 +74,12 @@ def plurality(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def run_off(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROE prediction: round 1 keeps the top two classes by votes; in round 2 every model votes between
-    them by its own logits. Returns the winner, the other finalist and the round-1 counts."""
+    them by its own logits, for the first finalist only when strictly greater (official rule). Returns the
+    winner, the other finalist and the round-1 counts."""
     counts = vote_counts(votes(logits), logits.shape[-1])
     order = ranking(counts)
     first, second = order[:, 0], order[:, 1]
-    prefer_first = np.take_along_axis(preferences(logits, first), second[:, None], axis=1)[:, 0]
+    prefer_first = (logit_of(logits, first) > logit_of(logits, second)).sum(axis=0)
     first_wins = 2 * prefer_first - logits.shape[0] + (second > first) >= 1
     winner = np.where(first_wins, first, second)
     return winner, np.where(first_wins, second, first), counts
@@ -90,6 +104,13 @@ def _off_diagonal_min(values: np.ndarray, p: np.ndarray) -> np.ndarray:
     return masked.min(axis=1)
 
 
+def _radius(cost: np.ndarray) -> np.ndarray:
+    """Radius from a lower bound on the poisoned samples needed. Any change needs at least one, so a bound
+    of 0 (round 2 counting equal logits against the winner, which then wins only by them) is raised to 1;
+    the official code asserts it never sees 0."""
+    return np.maximum(cost, 1) - 1
+
+
 def dpa_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DPA: prediction and radius floor((gap - 1) / 2) against the strongest other class."""
     pred, counts = plurality(logits)
@@ -98,8 +119,10 @@ def dpa_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dpa_roe_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """DPA+ROE: the attack must either push the winner out of the top two (round 1) or make some class
-    c reach the final and beat the winner there (round 2); the radius is the cheaper of the two, minus 1."""
+    """DPA+ROE (official `dpa_roe_certify.py`): the attack must either push the winner out of the top two
+    (round 1) or make some class c reach the final and beat the winner there (round 2); the radius is the
+    cheaper of the two, minus 1. Round 2 counts only the models strictly preferring the winner, since a
+    model with equal logits may end up voting for c."""
     models, _, classes = logits.shape
     pred, other, counts = run_off(logits)
     gaps_p = np.maximum(pairwise_gaps(counts, pred), 0)  # (samples, classes)
@@ -112,9 +135,9 @@ def dpa_roe_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Round 2: c must beat the other finalist in round 1 (c == other: free) and the winner in round 2.
     reach = _ceil_half(pairwise_gaps(counts, other))
     np.put_along_axis(reach, other[:, None], 0, axis=1)
-    duel = 2 * preferences(logits, pred) - models + (np.arange(classes)[None, :] > pred[:, None])
+    duel = 2 * strict_preferences(logits, pred) - models + (np.arange(classes)[None, :] > pred[:, None])
     round2 = _off_diagonal_min(np.maximum(reach, _ceil_half(duel)), pred)
-    return pred, np.minimum(round1, round2) - 1
+    return pred, _radius(np.minimum(round1, round2))
 
 
 def bucket_sums(weights: np.ndarray, bucket_models: np.ndarray) -> np.ndarray:
@@ -178,46 +201,41 @@ def fa_certificate(logits: np.ndarray, bucket_models: np.ndarray) -> tuple[np.nd
 
 
 def fa_roe_certificate(logits: np.ndarray, bucket_models: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """FA+ROE: the two attacks of DPA+ROE, each gap closed greedily bucket by bucket. A pair of gaps needs
-    as many buckets as the harder of the two alone and as their sum does, where one model can lower the
-    sum by 3 if it votes the winner and by 1 otherwise."""
+    """FA+ROE (official `fa_roe_certify.py`): the two attacks of DPA+ROE, each gap closed greedily bucket
+    by bucket. A pair of round-1 gaps needs as many buckets as the harder of the two alone and as their
+    unclipped sum does, where one model can lower the sum by `1 + 2[v = pred] - [v = c1] - [v = c2]`."""
     models, samples, classes = logits.shape
+    d = bucket_models.shape[1]
     model_votes = votes(logits)
     pred, other, counts = run_off(logits)
-    gaps_p = np.maximum(pairwise_gaps(counts, pred), 0)
-    single = np.zeros((samples, classes), dtype=np.int64)
-    for c in range(classes):
-        single[:, c] = greedy_buckets(
-            bucket_sums(_gap_weights(model_votes, pred, c), bucket_models), gaps_p[:, c]
-        )
-    joint_sums = bucket_sums(1 + 2 * (model_votes == pred[None, :]).astype(np.int16), bucket_models)
+    # Per class, how many of each bucket's models vote it; every per-bucket reduction below is a sum of
+    # these (one model's 1 + [v = a] - [v = c] summed over the bucket is d + voters_a - voters_c).
+    voters = [bucket_sums(model_votes == c, bucket_models) for c in range(classes)]
+    voters_pred = bucket_sums(model_votes == pred[None, :], bucket_models)
+    voters_other = bucket_sums(model_votes == other[None, :], bucket_models)
+    gaps_p = pairwise_gaps(counts, pred)
+    single = np.stack(
+        [greedy_buckets(d + voters_pred - voters[c], gaps_p[:, c]) for c in range(classes)], axis=1
+    )
+    joint_base = d + 2 * voters_pred
     round1 = np.full(samples, INFINITE, dtype=np.int64)
     for c1 in range(classes):
         for c2 in range(c1 + 1, classes):
-            joint = greedy_buckets(joint_sums, gaps_p[:, c1] + gaps_p[:, c2])
+            joint = greedy_buckets(joint_base - voters[c1] - voters[c2], gaps_p[:, c1] + gaps_p[:, c2])
             cost = np.maximum(np.maximum(single[:, c1], single[:, c2]), joint)
             valid = (pred != c1) & (pred != c2)
             round1 = np.where(valid, np.minimum(round1, cost), round1)
     gaps_o = pairwise_gaps(counts, other)
-    prefer = preferences(logits, pred)
+    pred_logit = logit_of(logits, pred)
     round2 = np.full(samples, INFINITE, dtype=np.int64)
     for c in range(classes):
-        reach = greedy_buckets(bucket_sums(_gap_weights(model_votes, other, c), bucket_models), gaps_o[:, c])
+        reach = greedy_buckets(d + voters_other - voters[c], gaps_o[:, c])
         reach = np.where(other == c, 0, reach)
-        prefers_pred = _pairwise_pref(logits, pred, c)
-        duel_need = 2 * prefer[:, c] - models + (c > pred)
-        duel = greedy_buckets(bucket_sums(2 * prefers_pred, bucket_models), duel_need)
+        prefers_pred = pred_logit > logits[:, :, c]  # strictly, as round 2 counts it
+        duel_need = 2 * prefers_pred.sum(axis=0) - models + (c > pred)
+        duel = greedy_buckets(2 * bucket_sums(prefers_pred, bucket_models), duel_need)
         round2 = np.where(pred != c, np.minimum(round2, np.maximum(reach, duel)), round2)
-    return pred, np.minimum(round1, round2) - 1
-
-
-def _pairwise_pref(logits: np.ndarray, a: np.ndarray, c: int) -> np.ndarray:
-    """(models, samples) 1 where the model prefers class a to class c (equal logits: smaller index)."""
-    own = np.take_along_axis(logits, np.broadcast_to(a[None, :, None], (logits.shape[0], a.size, 1)), axis=2)[
-        ..., 0
-    ]
-    other = logits[:, :, c]
-    return ((own > other) | ((own == other) & (a[None, :] < c))).astype(np.int16)
+    return pred, _radius(np.minimum(round1, round2))
 
 
 def certified_accuracy(
