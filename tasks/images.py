@@ -58,8 +58,8 @@ def check_labels(
         bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
         if bad.size:
             raise UserError(
-                f"{where}: label {y[bad[0]]!r} at {item} {bad[0]} is not an integer (expected {expected}; "
-                f"{bad.size} such label(s))"
+                f"{where}: label {float(y[bad[0]]):g} at {item} {bad[0]} is not an integer "
+                f"(expected {expected}; {bad.size} such label(s))"
             )
     y = y.astype(np.int64)
     if y.min() < 0:
@@ -75,10 +75,10 @@ def check_labels(
                 f"{where}: label {y[first]} at {item} {first} is not below {classes} ({expected})"
             )
         return y
-    counts = np.bincount(y)
     if not every_class:
         return y
-    if len(counts) < 2:
+    counts = np.bincount(y)
+    if np.count_nonzero(counts) < 2:
         raise UserError(f"{where}: every label is {y[0]}; a classification set needs at least two classes")
     absent = np.flatnonzero(counts == 0)
     if absent.size:
@@ -193,9 +193,10 @@ def load_local(path: str) -> ImageData:
 def _read_npz(file: Path) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray]]:
     """The (key, array) of the images and of the labels of an .npz archive."""
     try:
-        with np.load(file, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise UserError(f"{file}: a single .npy array, not an .npz archive of images and labels")
+        archive = np.load(file, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise UserError(f"{file}: a single .npy array, not an .npz archive of images and labels")
+        with archive:
             keys = set(archive.files)
             xkey = next((k for k in NPZ_IMAGE_KEYS if k in keys), None)
             ykey = next((k for k in NPZ_LABEL_KEYS if k in keys), None)
