@@ -2,7 +2,7 @@
 
 Prints the wall seconds of each aggregation and certificate on random logits (target: at most 2 s for
 DPA and DPA+ROE). FA's certificates are timed at k*d = 1,200 too (k = 50, d = 24).
-Usage: python benchmarks/certify_speed.py
+Usage: OMP_NUM_THREADS=1 python benchmarks/certify_speed.py (one thread, as the figures are quoted)
 """
 
 from __future__ import annotations
