@@ -38,6 +38,22 @@ class Component:
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    # Parameters that name a local file or folder the run reads: their content, not their path, enters the
+    # run's key (harness/inputs.py). Declarations of a class and of its bases and mixins add up.
+    local_inputs: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def local_input_params(cls) -> tuple[str, ...]:
+        declared = sorted({p for k in cls.__mro__ for p in k.__dict__.get("local_inputs", ())})
+        if not declared:
+            return ()
+        unknown = [p for p in declared if p not in cls.param_types()]
+        if unknown:
+            raise UserError(
+                f"{cls.kind()} '{cls.name}' declares local input(s) {', '.join(unknown)}, "
+                "which are not among its parameters"
+            )
+        return tuple(declared)
 
     @classmethod
     def param_types(cls) -> dict[str, Any]:

@@ -4,6 +4,10 @@ Each run gets a process of its own (forked from a forkserver that has the heavy 
 a leak or a hung run harms no other run: a run past its timeout is killed and recorded as `timeout`, a
 process that dies without writing is recorded as `failed`. On a machine with GPUs each run holds one GPU
 slot, exposed to it alone through CUDA_VISIBLE_DEVICES.
+
+A run whose key another process has claimed (a second `run` on the same results folder) is not started:
+it waits until the claim is released, then its worker finds the other process's record and returns it,
+or runs it when the other process died without one. So no run is executed twice at once.
 """
 
 from __future__ import annotations
@@ -22,22 +26,37 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from harness.spec import RunSpec
-from harness.store import InvalidRecordError, Record, ResultStore
-from harness.worker import SYS_PATH_ENV, WorkerOptions, build_record, process_main, utc_now
+from harness.store import InvalidRecordError, Record, ResultStore, Version
+from harness.worker import (
+    EXIT_CLAIMED,
+    EXIT_SUPERSEDED,
+    SYS_PATH_ENV,
+    WorkerOptions,
+    build_record,
+    process_main,
+    utc_now,
+)
 
 # "__main__" makes the forkserver import the parent's main script once; otherwise every worker re-runs it.
 PRELOAD = ["__main__", "harness.preload"]
 FORWARDED_ENV_PREFIXES = ("LOGITBENCH_", "HF_", "TRANSFORMERS_", "CUDA_")
+CLAIM_POLL_S = 0.2  # how often runs claimed by another process look whether the claim is free
 
 
 class Executor(abc.ABC):
     """Runs specs; a submitted spec's future resolves to its stored record."""
 
     @abc.abstractmethod
-    def submit(self, spec: RunSpec) -> Future[Record]: ...
+    def submit(self, spec: RunSpec, expected: Version | None = None) -> Future[Record]:
+        """Run `spec` unless the store's version of its key is no longer `expected` when the run can
+        start (another process ran it meanwhile: its record is the result). None: the version now."""
 
     @abc.abstractmethod
     def running(self) -> int: ...
+
+    def waiting(self) -> int:
+        """Runs held back because another process is running them."""
+        return 0
 
     @abc.abstractmethod
     def shutdown(self, cancel: bool = False) -> None: ...
@@ -64,6 +83,14 @@ class _Running:
     started: float
     started_at: str
     slot: int
+    expected: Version
+
+
+@dataclass
+class _Queued:
+    spec: RunSpec
+    future: Future[Record]
+    expected: Version
 
 
 class LocalExecutor(Executor):
@@ -84,7 +111,8 @@ class LocalExecutor(Executor):
         self._mp = mp.get_context("forkserver")
         self._mp.set_forkserver_preload(PRELOAD)
         os.environ[SYS_PATH_ENV] = os.pathsep.join(sys.path)  # read by harness.preload in the forkserver
-        self._pending: deque[tuple[RunSpec, Future[Record]]] = deque()
+        self._pending: deque[_Queued] = deque()
+        self._claimed_elsewhere: list[_Queued] = []
         self._running: dict[int, _Running] = {}
         self._free_slots = list(range(self.workers))
         self._lock = threading.Lock()
@@ -94,10 +122,11 @@ class LocalExecutor(Executor):
         self._pump = threading.Thread(target=self._loop, name="logitbench-executor", daemon=True)
         self._pump.start()
 
-    def submit(self, spec: RunSpec) -> Future[Record]:
+    def submit(self, spec: RunSpec, expected: Version | None = None) -> Future[Record]:
         future: Future[Record] = Future()
+        queued = _Queued(spec, future, self.store.version(spec.key) if expected is None else expected)
         with self._lock:
-            self._pending.append((spec, future))
+            self._pending.append(queued)
         self._wake_w.send_bytes(b"x")
         return future
 
@@ -105,14 +134,21 @@ class LocalExecutor(Executor):
         with self._lock:
             return len(self._running)
 
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._claimed_elsewhere)
+
     def shutdown(self, cancel: bool = False) -> None:
         """Stop; with `cancel`, kill running workers (their runs leave no record) and drop pending ones."""
         with self._lock:
             self._stop = True
             self._cancelled = cancel
             if cancel:
-                while self._pending:
-                    self._pending.popleft()[1].cancel()
+                for queued in [*self._pending, *self._claimed_elsewhere]:
+                    if not queued.future.cancel():  # already running: it was sent back to wait
+                        queued.future.set_exception(CancelledError(f"{queued.spec.label()} was cancelled"))
+                self._pending.clear()
+                self._claimed_elsewhere.clear()
                 for run in self._running.values():
                     run.process.kill()
         self._wake_w.send_bytes(b"x")
@@ -126,14 +162,26 @@ class LocalExecutor(Executor):
         return WorkerOptions(str(self.store.root), self.threads, gpu, tuple(sys.path), env)
 
     def _launch(self) -> None:
+        free = [q for q in self._claimed_elsewhere if not self.store.is_claimed(q.spec.key)]
+        if free:
+            self._claimed_elsewhere = [q for q in self._claimed_elsewhere if q not in free]
+            self._pending.extendleft(reversed(free))
         while self._pending and self._free_slots and not self._cancelled:
-            spec, future = self._pending.popleft()
-            if not future.set_running_or_notify_cancel():
+            queued = self._pending.popleft()
+            spec, future = queued.spec, queued.future
+            if future.cancelled():
+                continue
+            if self.store.is_claimed(spec.key):  # another process runs it now: not worth a worker
+                self._claimed_elsewhere.append(queued)
+                continue
+            if not future.running() and not future.set_running_or_notify_cancel():
                 continue
             slot = self._free_slots.pop(0)
             run_id = uuid.uuid4().hex
             process = self._mp.Process(
-                target=process_main, args=(spec.to_json(), run_id, self._options(slot)), daemon=True
+                target=process_main,
+                args=(spec.to_json(), run_id, self._options(slot), queued.expected),
+                daemon=True,
             )
             try:
                 process.start()
@@ -145,22 +193,33 @@ class LocalExecutor(Executor):
                     "traceback": "",
                 }
                 data = build_record(spec, run_id, "failed", {}, error, utc_now(), 0.0)
-                self.store.write(data)
-                future.set_result(Record(data))
+                future.set_result(self._store_own(data))
                 continue
             self._running[process.sentinel] = _Running(
-                process, spec, future, run_id, time.monotonic(), utc_now(), slot
+                process, spec, future, run_id, time.monotonic(), utc_now(), slot, queued.expected
             )
+
+    def _store_own(self, data: dict[str, Any]) -> Record:
+        """Store a record this process made for a run (its worker is gone): under the key's claim, or not
+        at all when another process holds it (that process's own record will stand)."""
+        claim = self.store.claim(data["key"], data["run_id"])
+        if claim is not None:
+            with claim:
+                self.store.write(data)
+        return Record(data)
 
     def _loop(self) -> None:
         while True:
             with self._lock:
-                if self._stop and not self._running and (self._cancelled or not self._pending):
+                idle = not self._pending and not self._claimed_elsewhere
+                if self._stop and not self._running and (self._cancelled or idle):
                     return
                 self._launch()
                 sentinels = list(self._running)
                 deadline = self._next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._claimed_elsewhere:
+                timeout = CLAIM_POLL_S if timeout is None else min(timeout, CLAIM_POLL_S)
             ready = wait([self._wake_r, *sentinels], timeout=timeout)
             if self._wake_r in ready:
                 while self._wake_r.poll():
@@ -188,21 +247,39 @@ class LocalExecutor(Executor):
             if self._cancelled:
                 run.future.set_exception(CancelledError(f"{run.spec.label()} was cancelled"))
                 continue
+            if not timed_out and run.process.exitcode == EXIT_CLAIMED:  # claimed in between: wait for it
+                self._claimed_elsewhere.append(_Queued(run.spec, run.future, run.expected))
+                continue
             try:
+                if not timed_out and run.process.exitcode == EXIT_SUPERSEDED:
+                    record = self._current(run)
+                    if record is None:  # what superseded it is gone again: run it after all
+                        self._pending.appendleft(
+                            _Queued(run.spec, run.future, self.store.version(run.spec.key))
+                        )
+                        continue
+                    run.future.set_result(record)
+                    continue
                 run.future.set_result(self._record_of(run, timed_out, now - run.started))
             except Exception as err:  # a store error must not kill the pump
                 run.future.set_exception(err)
 
+    def _current(self, run: _Running) -> Record | None:
+        try:
+            return self.store.read(run.spec.key)
+        except InvalidRecordError:
+            return None
+
     def _record_of(self, run: _Running, timed_out: bool, elapsed: float) -> Record:
         """The record the worker wrote; else one another process wrote for the same spec while this run
         went on (never overwritten); else a timeout or failure record written here."""
-        try:
-            record = self.store.read(run.spec.key)
-        except InvalidRecordError:
-            record = None
+        record = self._current(run)
         if record is not None and not timed_out and record.data.get("run_id") == run.run_id:
             return record
-        if record is not None and record.status == "ok" and record.data["ended_at"] >= run.started_at:
+        attempt = self.store.read_failed_attempt(run.spec.key)
+        if not timed_out and attempt is not None and attempt.data.get("run_id") == run.run_id:
+            return attempt  # kept beside an ok record; the runner says so
+        if record is not None and record.status == "ok" and record.data.get("ended_at", "") >= run.started_at:
             return record
         if timed_out:
             status, error = (
@@ -223,5 +300,4 @@ class LocalExecutor(Executor):
                 },
             )
         data = build_record(run.spec, run.run_id, status, {}, error, run.started_at, elapsed)
-        self.store.write(data)
-        return Record(data)
+        return self._store_own(data)

@@ -1,4 +1,9 @@
-"""Running a plan: skip what the store already holds, execute the rest, show progress, survive Ctrl-C."""
+"""Running a plan: skip what the store already holds, execute the rest, show progress, survive Ctrl-C.
+
+A failed or timed-out attempt at a run that has an `ok` record leaves the `ok` record in place (the
+store keeps the attempt beside it): the board goes on showing the `ok` result, and the failure is
+reported, counted and exits 1 as any other.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from rich.progress import (
 
 from harness.executors import Executor
 from harness.leaderboard import PlannedRun
-from harness.store import Record, ResultStore
+from harness.store import InvalidRecordError, Record, ResultStore
 
 
 class RerunPolicy(StrEnum):
@@ -59,6 +64,9 @@ def execute(
     console: Console,
     show_progress: bool = True,
 ) -> Outcome:
+    # Versions first, then records: a record another process stores after this look changes its key's
+    # version, so the worker sees it under the claim and returns that record instead of running again.
+    versions = {r.spec.key: store.version(r.spec.key) for r in plan}
     todo, records, problems = split_plan(plan, store, rerun)
     outcome = Outcome(planned=len(plan), cached=len(records), records=dict(records), problems=problems)
     for message in problems:
@@ -71,7 +79,7 @@ def execute(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("running {task.fields[running]}"),
+        TextColumn("running {task.fields[running]}{task.fields[elsewhere]}"),
         TextColumn("[red]failed {task.fields[failed]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
@@ -80,26 +88,23 @@ def execute(
         disable=not show_progress,
         transient=False,
     )
-    futures = {executor.submit(run.spec): run for run in todo}
+    futures = {executor.submit(run.spec, versions[run.spec.key]): run for run in todo}
     try:
         with progress:
-            bar = progress.add_task(f"runs ({outcome.cached} cached)", total=len(todo), running=0, failed=0)
+            bar = progress.add_task(
+                f"runs ({outcome.cached} cached)", total=len(todo), running=0, elsewhere="", failed=0
+            )
             pending = set(futures)
             while pending:
                 done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    record = future.result()
-                    outcome.records[record.key] = record
-                    if record.status != "ok":
-                        outcome.failed.append(record)
-                        progress.console.print(
-                            f"[red]{record.status}:[/] {futures[future].spec.label()}: {record.reason}",
-                            highlight=False,
-                        )
+                    _settle(future.result(), futures[future], store, outcome, progress.console)
+                waiting = executor.waiting()
                 progress.update(
                     bar,
                     completed=len(futures) - len(pending),
                     running=executor.running(),
+                    elsewhere=f" (+{waiting} in another process)" if waiting else "",
                     failed=len(outcome.failed),
                 )
         executor.shutdown()
@@ -108,6 +113,28 @@ def execute(
         outcome.interrupted = True
     _collect_failures(outcome)
     return outcome
+
+
+def _settle(record: Record, run: PlannedRun, store: ResultStore, outcome: Outcome, console: Console) -> None:
+    """Take a finished run's record into the outcome, with what the user should hear about it."""
+    label = run.spec.label()
+    for warning in record.warnings:
+        console.print(f"[yellow]warning:[/] {label}: {warning}", highlight=False)
+    outcome.records[record.key] = record
+    if record.status == "ok":
+        return
+    outcome.failed.append(record)
+    kept = ""
+    try:
+        shown = store.read(record.key)
+    except InvalidRecordError:
+        shown = None
+    if shown is not None and shown.status == "ok" and shown.data.get("run_id") != record.data.get("run_id"):
+        outcome.records[record.key] = shown
+        kept = (
+            f" (the earlier ok record is kept and shown; this attempt is in {store.failed_path(record.key)})"
+        )
+    console.print(f"[red]{record.status}:[/] {label}: {record.reason}{kept}", highlight=False)
 
 
 def _collect_failures(outcome: Outcome) -> None:

@@ -2,6 +2,8 @@
 
 Everything that changes a run's result is in the spec (names, versions, fully resolved parameters, seed,
 scale) and nothing else is, so the key is a cache key: a record stored under it is the run's result.
+A parameter that names a local input file or folder enters the key by the content digest of what it names
+(`inputs`), not by the path (harness/inputs.py): an edited file makes a new key, a moved one does not.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from harness.components import Method, Task
+from harness.components import Component, Method, Task
 from harness.errors import UserError
+from harness.inputs import content_digest, local_path
 
 
 @dataclass(frozen=True)
@@ -20,16 +23,33 @@ class ComponentRef:
     name: str
     version: str
     params: tuple[tuple[str, Any], ...]
+    # (parameter, content digest) for each local-input parameter that names an existing file or folder
+    inputs: tuple[tuple[str, str], ...] = ()
 
     def params_dict(self) -> dict[str, Any]:
         return dict(self.params)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "params": self.params_dict()}
+        out = {"name": self.name, "version": self.version, "params": self.params_dict()}
+        if self.inputs:
+            out["inputs"] = dict(self.inputs)
+        return out
+
+    def key_json(self) -> dict[str, Any]:
+        """What the key hashes: the spec, with each local input's path replaced by its content digest
+        (identical to `to_json` when there is none, so keys of runs without local inputs never change)."""
+        if not self.inputs:
+            return self.to_json()
+        digests = dict(self.inputs)
+        params = {k: digests.get(k, v) for k, v in self.params}
+        return {"name": self.name, "version": self.version, "params": params}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ComponentRef:
-        return cls(data["name"], str(data["version"]), _freeze(data["params"]))
+        inputs = data.get("inputs") or {}
+        if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
+            raise ValueError("'inputs' must map parameter names to digests")
+        return cls(data["name"], str(data["version"]), _freeze(data["params"]), tuple(sorted(inputs.items())))
 
 
 @dataclass(frozen=True)
@@ -44,7 +64,14 @@ class RunSpec:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:20]
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), default=_json_default)
+        """The key's preimage (local inputs by content, see ComponentRef.key_json)."""
+        identity = {
+            "task": self.task.key_json(),
+            "method": self.method.key_json(),
+            "seed": self.seed,
+            "scale": self.scale,
+        }
+        return json.dumps(identity, sort_keys=True, separators=(",", ":"), default=_json_default)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,11 +112,32 @@ def make_spec(
     tparams = task_cls.params_for_scale(scale, task_params or {}, where)
     mparams = method_cls.validate_params(method_params or {}, where)
     return RunSpec(
-        ComponentRef(task_cls.name, task_cls.version, _freeze(tparams)),
-        ComponentRef(method_cls.name, method_cls.version, _freeze(mparams)),
+        ComponentRef(
+            task_cls.name, task_cls.version, _freeze(tparams), input_digests(task_cls, tparams, where)
+        ),
+        ComponentRef(
+            method_cls.name, method_cls.version, _freeze(mparams), input_digests(method_cls, mparams, where)
+        ),
         seed,
         scale,
     )
+
+
+def input_digests(cls: type[Component], params: dict[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    """(parameter, content digest) of each declared local input that names an existing file or folder."""
+    out = []
+    for name in cls.local_input_params():
+        path = local_path(params.get(name))
+        if path is None:
+            continue
+        try:
+            out.append((name, content_digest(path)))
+        except OSError as err:
+            raise UserError(
+                f"{where}: parameter '{name}' of {cls.kind()} '{cls.name}': cannot read {path} "
+                f"({err.strerror or err})"
+            ) from None
+    return tuple(sorted(out))
 
 
 def _freeze(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

@@ -1,17 +1,32 @@
 """The result store: one JSON record per run, written atomically the moment the run ends.
 
-A record is written to a temporary file and renamed over its final name, so a reader sees a whole
-record or none, whatever kills the writer. A record that fails validation (truncated, hand-edited, key
-not matching its spec) is reported and treated as absent, so the run is redone instead of crashing.
+A record is written to a temporary file and renamed over its final name, so a reader sees a whole record
+or none, whatever kills the writer. Each record carries the sha256 of its own content (`checksum`); a
+record that fails validation (not UTF-8, truncated, edited by hand, key not matching its spec) is reported
+and treated as absent, so the run is redone instead of crashing, and the rejected file is kept beside the
+new record as `<key>.rejected-<time>.json`.
+
+A failed or timed-out attempt never replaces an `ok` record: it is kept beside it as `<key>.failed.json`,
+and the board goes on showing the `ok` one (`ResultStore.read`). A later `ok` attempt replaces both.
+
+Two processes never run one key at once: before running a key a process claims it (`claim`), an exclusive
+kernel lock (flock) on `<key>.claim`. The kernel drops the lock when its holder exits, however it exits
+(kill -9 included), so a claim is never stale: the next process takes it over at once. The claim file
+names the holder's pid, host and run id, for whoever looks. Writers of a key's record hold its claim.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import math
 import os
+import socket
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +35,10 @@ from harness.spec import RunSpec
 RECORD_SCHEMA = 1
 STATUSES = ("ok", "failed", "timeout")
 RESULTS_ENV = "LOGITBENCH_RESULTS"
+FAILED_SUFFIX = ".failed.json"
+CLAIM_SUFFIX = ".claim"
+# A key's state on disk: (inode, mtime, size) of its record and of its kept failed attempt, or None.
+Version = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
 
 
 def default_results_dir() -> Path:
@@ -56,9 +75,36 @@ class Record:
         return self.data.get("details") or {}
 
     @property
+    def warnings(self) -> list[str]:
+        """What the run noted and went on from (an artifact rebuilt, a detail that was not JSON)."""
+        return self.data.get("warnings") or []
+
+    @property
     def reason(self) -> str:
         error = self.data.get("error") or {}
         return f"{error.get('type', '')}: {error.get('message', '')}".strip(": ")
+
+
+class Claim:
+    """An exclusive claim on one key, held until `release` (or until the holding process exits)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # while still locked, so no one locks a file that is about to vanish
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class ResultStore:
@@ -70,39 +116,126 @@ class ResultStore:
     def path(self, key: str) -> Path:
         return self.runs_dir / key[:2] / f"{key}.json"
 
-    def write(self, record: dict[str, Any]) -> Path:
-        validate_record(record)
-        final = self.path(record["key"])
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{record['key']}.", suffix=".tmp", dir=final.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh, indent=1, sort_keys=True, allow_nan=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            Path(tmp).replace(final)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return final
+    def failed_path(self, key: str) -> Path:
+        """Where the latest failed attempt is kept while an earlier `ok` record stands."""
+        return self.runs_dir / key[:2] / f"{key}{FAILED_SUFFIX}"
 
-    def read(self, key: str) -> Record | None:
-        """The stored record for `key`, None when there is none; InvalidRecordError when it is unreadable."""
-        path = self.path(key)
+    def claim_path(self, key: str) -> Path:
+        return self.runs_dir / key[:2] / f"{key}{CLAIM_SUFFIX}"
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def write(self, record: dict[str, Any]) -> Path:
+        """Store `record` (with its checksum) and return where it went: its key's record, or beside an
+        `ok` record that it must not replace. The caller holds the key's claim."""
+        data = {k: v for k, v in record.items() if k != "checksum"}
+        validate_record(data)
         try:
-            text = path.read_text()
+            data["checksum"] = record_checksum(data)
+        except (TypeError, ValueError) as err:
+            raise InvalidRecordError(f"record of {data['key']} is not plain JSON ({err})") from None
+        final = self.path(data["key"])
+        final.parent.mkdir(parents=True, exist_ok=True)
+        current = self._status_on_disk(final)
+        target = final
+        if current == "ok" and data["status"] != "ok":
+            target = self.failed_path(data["key"])
+        elif current == "invalid":
+            self.set_aside(final)
+        _atomic_write(target, data)
+        if target == final:
+            self.failed_path(data["key"]).unlink(missing_ok=True)
+        return target
+
+    def set_aside(self, path: Path) -> Path | None:
+        """Move an unreadable record out of the way (kept for inspection); None when it is gone."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        aside = path.with_name(f"{path.name.removesuffix('.json')}.rejected-{stamp}.json")
+        try:
+            path.replace(aside)
         except FileNotFoundError:
             return None
+        return aside
+
+    def _status_on_disk(self, path: Path) -> str:
+        """'none', 'invalid', or the status of the valid record at `path`."""
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InvalidRecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+            return _parse(path, path.name.removesuffix(".json")).status
+        except FileNotFoundError:
+            return "none"
+        except InvalidRecordError:
+            return "invalid"
+
+    # -- claims --------------------------------------------------------------------------------------
+
+    def claim(self, key: str, run_id: str = "") -> Claim | None:
+        """Claim `key` for this process; None when another process holds it. Temporary files of the key
+        left by a killed writer are removed, since only a claim holder writes them."""
+        path = self.claim_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            try:
+                same = os.fstat(fd).st_ino == path.stat().st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the file was released and removed between our open and our lock: again
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(holder).encode())
+        for stale in path.parent.glob(f".{key}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        return Claim(path, fd)
+
+    def is_claimed(self, key: str) -> bool:
+        """Whether a live process holds `key`'s claim now."""
         try:
-            validate_record(data)
-        except InvalidRecordError as err:
-            raise InvalidRecordError(f"{path}: {err}") from None
-        if data["key"] != key:
-            raise InvalidRecordError(f"{path}: record key {data['key']} does not match its file name")
-        return Record(data)
+            fd = os.open(self.claim_path(key), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def version(self, key: str) -> Version:
+        """A cheap fingerprint of what is stored for `key`: it changes whenever a record is written."""
+        out: list[tuple[int, int, int] | None] = []
+        for path in (self.path(key), self.failed_path(key)):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                out.append(None)
+            else:
+                out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        return out[0], out[1]
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def read(self, key: str) -> Record | None:
+        """The record the board shows for `key`, None when there is none; InvalidRecordError when it is
+        unreadable."""
+        try:
+            return _parse(self.path(key), key)
+        except FileNotFoundError:
+            return None
+
+    def read_failed_attempt(self, key: str) -> Record | None:
+        """The latest failed attempt kept beside an `ok` record, if any (None also when unreadable)."""
+        try:
+            return _parse(self.failed_path(key), key)
+        except (FileNotFoundError, InvalidRecordError):
+            return None
 
     def read_many(self, keys: list[str]) -> tuple[dict[str, Record], list[str]]:
         """Records found by key, and a message for each invalid one (those count as absent)."""
@@ -112,7 +245,7 @@ class ResultStore:
             try:
                 record = self.read(key)
             except InvalidRecordError as err:
-                problems.append(f"{err}; it will be redone")
+                problems.append(f"{err}; it will be redone (the file is then kept as {key}.rejected-*.json)")
                 continue
             if record is not None:
                 found[key] = record
@@ -121,7 +254,54 @@ class ResultStore:
     def all_keys(self) -> list[str]:
         if not self.runs_dir.exists():
             return []
-        return sorted(p.stem for p in self.runs_dir.glob("*/*.json"))
+        return sorted(p.stem for p in self.runs_dir.glob("*/*.json") if "." not in p.stem)
+
+
+def record_checksum(data: dict[str, Any]) -> str:
+    """sha256 of the record's canonical JSON, its `checksum` field left out."""
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _parse(path: Path, key: str) -> Record:
+    """The valid record in `path`; FileNotFoundError when there is none, InvalidRecordError naming the
+    file and the problem otherwise."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise InvalidRecordError(f"{path}: cannot be read ({err.strerror or err})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidRecordError(f"{path}: not UTF-8 text (binary?) at byte {err.start}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InvalidRecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except (ValueError, RecursionError) as err:
+        raise InvalidRecordError(f"{path}: not valid JSON ({type(err).__name__})") from None
+    try:
+        validate_record(data)
+    except InvalidRecordError as err:
+        raise InvalidRecordError(f"{path}: {err}") from None
+    if data["key"] != key:
+        raise InvalidRecordError(f"{path}: record key {data['key']} does not match its file name")
+    return Record(data)
+
+
+def _atomic_write(final: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{data['key']}.", suffix=".tmp", dir=final.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True, allow_nan=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(final)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def validate_record(data: Any) -> None:
@@ -137,9 +317,21 @@ def validate_record(data: Any) -> None:
         raise InvalidRecordError(
             f"field 'status' is {data['status']!r}, expected one of {', '.join(STATUSES)}"
         )
+    for field, kinds in (
+        ("run_id", (str,)),
+        ("started_at", (str,)),
+        ("ended_at", (str,)),
+        ("details", (dict,)),
+        ("phases", (dict,)),
+        ("error", (dict, type(None))),
+        ("warnings", (list,)),
+        ("checksum", (str,)),
+    ):
+        if field in data and not isinstance(data[field], kinds):
+            raise InvalidRecordError(f"field '{field}' is not a {' or '.join(k.__name__ for k in kinds)}")
     try:
         spec = RunSpec.from_json(data["spec"])
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise InvalidRecordError(f"field 'spec' is malformed ({err!r})") from None
     if spec.key != data["key"]:
         raise InvalidRecordError("field 'key' does not match the hash of field 'spec' (edited by hand?)")
@@ -147,5 +339,16 @@ def validate_record(data: Any) -> None:
         if not isinstance(entry, dict) or "value" not in entry or "higher_is_better" not in entry:
             raise InvalidRecordError(f"metric '{name}' needs 'value' and 'higher_is_better'")
         value = entry["value"]
-        if data["status"] == "ok" and not (isinstance(value, int | float) and math.isfinite(value)):
+        if data["status"] == "ok" and not (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ):
             raise InvalidRecordError(f"metric '{name}' of an ok record is not a finite number: {value!r}")
+    if "checksum" in data:
+        try:
+            matches = record_checksum(data) == data["checksum"]
+        except (TypeError, ValueError):
+            matches = False
+        if not matches:
+            raise InvalidRecordError(
+                "field 'checksum' does not match the record's content (edited by hand, or damaged)"
+            )

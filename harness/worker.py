@@ -1,7 +1,14 @@
 """Executes one run spec inside its own process and writes its record.
 
 Whatever happens inside the task or method (an exception, NaN metrics) ends as a record: status ok when
-every declared metric is a finite number, failed otherwise, with the reason and traceback.
+every declared metric is a finite number, failed otherwise, with the reason and traceback. What a task
+keeps in `ctx.details` that is not JSON (NaN, an array, an object) is made JSON or dropped, with a warning
+in the record; it never costs the run its metrics.
+
+The worker claims its key before it runs (harness/store.py): when another process holds the claim it
+exits with EXIT_CLAIMED, and when the stored record changed since the run was planned (another process
+ran it meanwhile) with EXIT_SUPERSEDED, in both cases without running. A run whose task raises after
+reusing a cached artifact that turns out damaged rebuilds that artifact and runs once more, with a warning.
 """
 
 from __future__ import annotations
@@ -19,12 +26,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from harness.artifacts import ArtifactCache
-from harness.context import RunContext, seed_everything
+from harness.context import RunContext, json_safe, seed_everything
 from harness.environment import environment
+from harness.inputs import content_digest, local_path
 from harness.registries import METHODS, TASKS
 from harness.registry import PLUGIN_MODULES_ENV
-from harness.spec import RunSpec
-from harness.store import RECORD_SCHEMA, ResultStore
+from harness.spec import ComponentRef, RunSpec
+from harness.store import RECORD_SCHEMA, InvalidRecordError, ResultStore, Version
+
+EXIT_CLAIMED = 75  # another process holds the key's claim: nothing ran
+EXIT_SUPERSEDED = 76  # another process stored the key's record after this run was planned: nothing ran
 
 
 @dataclass(frozen=True)
@@ -42,8 +53,11 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def process_main(spec_json: dict[str, Any], run_id: str, options: WorkerOptions) -> None:
-    """Entry point of a worker process: the parent owns Ctrl-C, so the worker ignores SIGINT."""
+def process_main(
+    spec_json: dict[str, Any], run_id: str, options: WorkerOptions, expected: Version | None = None
+) -> None:
+    """Entry point of a worker process: the parent owns Ctrl-C, so the worker ignores SIGINT. `expected`
+    is the key's stored version when the run was planned; None runs whatever is stored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(options.env)
     if options.sys_path:
@@ -54,7 +68,39 @@ def process_main(spec_json: dict[str, Any], run_id: str, options: WorkerOptions)
     if options.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = options.gpu
     store = ResultStore(options.results_root)
-    store.write(run_spec(RunSpec.from_json(spec_json), store, options, run_id))
+    spec = RunSpec.from_json(spec_json)
+    claim = store.claim(spec.key, run_id)
+    if claim is None:
+        sys.exit(EXIT_CLAIMED)
+    with claim:
+        if expected is not None and store.version(spec.key) != expected:
+            sys.exit(EXIT_SUPERSEDED)
+        write_safely(store, run_spec(spec, store, options, run_id))
+
+
+def write_safely(store: ResultStore, record: dict[str, Any]) -> None:
+    """Store `record`; one the store refuses becomes a failed record saying why, metrics kept."""
+    try:
+        store.write(record)
+    except (InvalidRecordError, TypeError, ValueError) as err:
+        metrics = {
+            k: {**v, "value": v["value"] if _finite(v["value"]) else None}
+            for k, v in record["metrics"].items()
+        }
+        message = f"the record could not be stored: {err}"
+        store.write(
+            {
+                **record,
+                "status": "failed",
+                "metrics": json_safe(metrics, "metrics", [])[0],
+                "details": {},
+                "error": {
+                    "type": type(err).__name__,
+                    "message": message,
+                    "traceback": traceback.format_exc(),
+                },
+            }
+        )
 
 
 @functools.cache
@@ -119,6 +165,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
     status, metrics, error = "failed", {}, None
     device = "cpu"
     ctx: RunContext | None = None
+    warnings: list[str] = []
     try:
         set_threads(options.threads)
         device = pick_device(options.gpu)
@@ -129,11 +176,23 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
                 raise RuntimeError(
                     f"{ref.name} is version {cls.version} here, the spec asks for {ref.version}"
                 )
-        seed_everything(spec.seed)
-        ctx = RunContext(spec.seed, device, options.threads, ArtifactCache(store.artifacts_dir))
-        task = task_cls(**spec.task.params_dict())
-        method = method_cls(**spec.method.params_dict())
-        values = task.run(method, ctx)
+            _check_inputs_unchanged(ref)
+        artifacts = ArtifactCache(store.artifacts_dir, _input_paths(spec), warn=warnings.append)
+
+        def attempt() -> dict[str, float]:
+            nonlocal ctx
+            seed_everything(spec.seed)
+            ctx = RunContext(spec.seed, device, options.threads, artifacts, warnings=warnings)
+            task = task_cls(**spec.task.params_dict())
+            method = method_cls(**spec.method.params_dict())
+            return task.run(method, ctx)
+
+        try:
+            values = attempt()
+        except Exception:
+            if not artifacts.discard_damaged():  # True when a reused artifact was damaged: rebuilt next
+                raise
+            values = attempt()
         metrics = _metric_entries(task_cls, values)
         bad = [name for name, entry in metrics.items() if not _finite(entry["value"])]
         if bad:
@@ -143,6 +202,11 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
     except Exception as err:
         error = {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}
         metrics = {k: {**v, "value": v["value"] if _finite(v["value"]) else None} for k, v in metrics.items()}
+    details, problems = json_safe(ctx.details if ctx else {}, "details", [])
+    if not isinstance(details, dict):
+        problems.append(f"details is a {type(details).__name__}, not a mapping: dropped")
+        details = {}
+    warnings += problems
     return build_record(
         spec,
         run_id,
@@ -152,10 +216,33 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
         started_at,
         time.perf_counter() - start,
         phases=ctx.phases if ctx else {},
-        details=ctx.details if ctx else {},
+        details=details,
         device=device,
         threads=options.threads,
+        warnings=warnings,
     )
+
+
+def _check_inputs_unchanged(ref: ComponentRef) -> None:
+    """A local input edited after planning would be stored under the key of its old content: refuse."""
+    params = ref.params_dict()
+    for name, digest in ref.inputs:
+        path = local_path(params.get(name))
+        if path is None or content_digest(path) != digest:
+            state = "is gone" if path is None else "has changed"
+            raise RuntimeError(
+                f"input '{name}' ({params.get(name)}) {state} since the run was planned; run again to "
+                "plan it with its current content"
+            )
+
+
+def _input_paths(spec: RunSpec) -> dict[str, str]:
+    """Each local input's path as the task was given it -> its content digest (for artifact keys)."""
+    out = {}
+    for ref in (spec.task, spec.method):
+        params = ref.params_dict()
+        out.update({params[name]: digest for name, digest in ref.inputs})
+    return out
 
 
 def build_record(
@@ -170,6 +257,7 @@ def build_record(
     details: dict[str, Any] | None = None,
     device: str = "cpu",
     threads: int = 1,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     return {
         "schema": RECORD_SCHEMA,
@@ -181,6 +269,7 @@ def build_record(
         "error": error,
         "phases": phases or {},
         "details": details or {},
+        "warnings": warnings or [],
         "wall_seconds": wall_seconds,
         "peak_memory_mb": _peak_memory_mb(),
         "device": device,

@@ -1,0 +1,134 @@
+"""Local input files enter a run's key by their content, not by their name.
+
+A task declares which of its parameters name local inputs (`local_inputs = ("path",)` on the class). When
+such a parameter names an existing file or folder, the sha256 of its content stands in the key for the
+path: editing a table makes a new key (the stale result is not reused), moving or renaming it does not
+(the result is the same). A value that names nothing on disk (an empty string, an asset name, a hub id)
+is its own identity, as any other parameter.
+
+A folder's digest covers the relative path and content of every file under it, except names that start
+with a dot (`.git`, `.cache`: what loaders never read). Hashing a model folder takes seconds, so every
+file's digest is kept in `$LOGITBENCH_CACHE/input-digests/` under its resolved path, with the size and
+modification time it had: a file whose size and mtime are unchanged is not read again. A process also
+remembers the digests it has seen, so planning a board of many runs over one input costs one stat a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+DIGEST_PREFIX = "sha256:"
+_CHUNK = 1 << 20
+# (resolved path) -> (signature of what was hashed, digest); a process-wide memo in front of the disk cache.
+_MEMO: dict[str, tuple[tuple, str]] = {}
+
+
+def local_path(value: object) -> Path | None:
+    """The existing file or folder `value` names, or None when it names none (then it is not an input)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    path = Path(value).expanduser()
+    return path if path.exists() else None
+
+
+def content_digest(path: Path) -> str:
+    """`sha256:<hex>` of a file's bytes, or of a folder's files (relative names and contents)."""
+    resolved = path.resolve()
+    files = _files(resolved)
+    signature = tuple((rel, st.st_size, st.st_mtime_ns) for rel, _, st in files)
+    memo = _MEMO.get(str(resolved))
+    if memo is not None and memo[0] == signature:
+        return memo[1]
+    cache_file = _cache_dir() / f"{hashlib.sha256(str(resolved).encode()).hexdigest()[:32]}.json"
+    known = _read_cache(cache_file, resolved)
+    digests: dict[str, list] = {}
+    for rel, file, st in files:
+        entry = known.get(rel)
+        if entry is None or entry[:2] != [st.st_size, st.st_mtime_ns]:
+            entry = [st.st_size, st.st_mtime_ns, _hash_file(file)]
+        digests[rel] = entry
+    if digests != known:
+        _write_cache(cache_file, {"path": str(resolved), "files": digests})
+    if resolved.is_dir():
+        combined = hashlib.sha256()
+        for rel in sorted(digests):
+            combined.update(f"{rel}\0{digests[rel][2]}\n".encode())
+        digest = DIGEST_PREFIX + combined.hexdigest()
+    else:
+        digest = DIGEST_PREFIX + digests[""][2]
+    _MEMO[str(resolved)] = (signature, digest)
+    return digest
+
+
+def _files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
+    """(relative name, path, stat) of the file, or of every regular file under the folder ('' for a file).
+    A FIFO or device is refused: reading one to hash it could block forever."""
+    if not root.is_dir():
+        st = root.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{root} is not a regular file or a folder")
+        return [("", root, st)]
+    out = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in names:
+            file = Path(folder) / name
+            if name.startswith("."):
+                continue
+            try:
+                st = file.stat()
+            except FileNotFoundError:  # a dangling link: nothing a loader could read
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out.append((file.relative_to(root).as_posix(), file, st))
+    return sorted(out, key=lambda item: item[0])
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cache_dir() -> Path:
+    from harness.assets import cache_root
+
+    return cache_root() / "input-digests"
+
+
+def _read_cache(cache_file: Path, resolved: Path) -> dict[str, list]:
+    """The cached per-file entries, empty when there are none or the cache file is damaged (it is only a
+    cache: a damaged one costs a re-hash, never a wrong digest, since every entry is checked by stat)."""
+    try:
+        data = json.loads(cache_file.read_bytes())
+        files = data["files"] if data.get("path") == str(resolved) else {}
+        return {
+            rel: entry
+            for rel, entry in files.items()
+            if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], str)
+        }
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _write_cache(cache_file: Path, data: dict) -> None:
+    """Atomically; a cache that cannot be written (read-only home) only costs hashing again next time."""
+    tmp = None
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".digest.", suffix=".tmp", dir=cache_file.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        Path(tmp).replace(cache_file)
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
