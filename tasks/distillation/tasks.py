@@ -41,6 +41,7 @@ DISTILLATION_METRICS = (
 
 @dataclass(kw_only=True)
 class DistillationTask(Task):
+    local_inputs: ClassVar[tuple[str, ...]] = ("teacher_checkpoint",)
     family: ClassVar[str] = "distillation"
     method_protocol: ClassVar[type] = DistillationMethod
     metrics: ClassVar[tuple[Metric, ...]] = DISTILLATION_METRICS

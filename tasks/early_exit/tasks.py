@@ -40,6 +40,7 @@ EARLY_EXIT_METRICS = (
 
 @dataclass(kw_only=True)
 class EarlyExitTask(Task):
+    local_inputs: ClassVar[tuple[str, ...]] = ("model",)
     family: ClassVar[str] = "early_exit"
     method_protocol: ClassVar[type] = EarlyExitMethod
     metrics: ClassVar[tuple[Metric, ...]] = EARLY_EXIT_METRICS
@@ -317,6 +318,7 @@ PAPER = {"model": "albert-base-v2", "lr": 1e-5, "epochs": 5, "max_length": 128} 
 @register_task("early_exit/rotten-tomatoes")
 @dataclass(kw_only=True)
 class RottenTomatoesTask(EarlyExitTask):
+    local_inputs: ClassVar[tuple[str, ...]] = ("corpus_asset",)
     description: ClassVar[str] = "Rotten Tomatoes fresh vs rotten snippets (embedded), MiniLM-L6 by default"
     scales: ClassVar[dict] = {
         "smoke": SMOKE,
@@ -336,6 +338,7 @@ def _glue_task(key: str) -> type[EarlyExitTask]:
 
     @dataclass(kw_only=True)
     class GlueExitTask(EarlyExitTask):
+        local_inputs: ClassVar[tuple[str, ...]] = ("source",)
         offline: ClassVar[bool] = False
         metric_name: ClassVar[str] = spec.metric
         description: ClassVar[str] = (

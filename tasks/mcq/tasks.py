@@ -36,6 +36,7 @@ PAPER = {"model": "gpt2", "calibration": 200, "test": 1000, "lens_questions": 30
 
 @dataclass(kw_only=True)
 class MCQTask(Task):
+    local_inputs: ClassVar[tuple[str, ...]] = ("model",)
     family: ClassVar[str] = "mcq"
     method_protocol: ClassVar[type] = MCQMethod
     metrics: ClassVar[tuple[Metric, ...]] = MCQ_METRICS
@@ -141,6 +142,7 @@ def _hub_task(key: str, default_options: int) -> type[MCQTask]:
 
     @dataclass(kw_only=True)
     class HubMCQTask(MCQTask):
+        local_inputs: ClassVar[tuple[str, ...]] = ("source",)
         offline: ClassVar[bool] = False
         description: ClassVar[str] = (
             f"{hub.hub_id} ({hub.split} split), {default_options}-option questions; gold positions rebalanced"
@@ -180,6 +182,7 @@ HUB_TASKS = {key: _hub_task(key, 5 if key == "commonsense-qa" else 4) for key in
 @register_task("mcq/file")
 @dataclass(kw_only=True)
 class FileMCQTask(MCQTask):
+    local_inputs: ClassVar[tuple[str, ...]] = ("path",)
     description: ClassVar[str] = "any local JSONL / CSV / parquet file with question, choices, answer"
     path: str
     shuffle: bool = (

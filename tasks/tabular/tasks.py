@@ -116,6 +116,7 @@ class OpenMLTask(TabularTask):
 @register_task("tabular/table")
 @dataclass(kw_only=True)
 class LocalTableTask(TabularTask):
+    local_inputs: ClassVar[tuple[str, ...]] = ("path",)
     description: ClassVar[str] = "a local CSV or parquet table with a named target column"
     path: str
     target: str
