@@ -1,7 +1,15 @@
 """Image classification data shared by the families that need it (poisoning, distillation).
 
-Embedded real data: scikit-learn's 8x8 digits and the real MNIST-5k asset. Any local image set: an .npz
-with `x` (or `images`) and `y` (or `labels`), or a CSV/parquet table of pixel columns and a `label`.
+Embedded real data: scikit-learn's 8x8 digits and the real MNIST-5k asset. Any local image set, in the
+layouts image sets are usually shared in (LAYOUTS):
+- an .npz with the images under `x`, `images`, `image`, `img` or `x_train` and the labels under `y`,
+  `labels`, `label`, `targets` or `y_train` (the first present name wins); Keras' `x_train`/`x_test` files
+  bring their own test split;
+- a parquet, arrow (IPC) or CSV table with a label column (`label`, `labels`, `fine_label`, `target` or
+  `y`) and either h*h numeric pixel columns (one grey image a row) or one column of encoded images (PNG,
+  JPEG, .. as plain bytes or as the `{bytes, path}` structs a Hugging Face export writes);
+- a folder of class sub-folders of image files (torchvision's ImageFolder: classes are the sub-folder
+  names in sorted order).
 
 Every loader checks what it reads, so a malformed file is a one-line error naming the file, the array or
 column, and what was expected, never a silently different data set:
@@ -30,9 +38,10 @@ class ImageData:
     y: np.ndarray  # (samples,) int64
     classes: int
     source: str
+    names: tuple[str, ...] = ()  # class names, where the layout has them (an ImageFolder's sub-folders)
 
     def subset(self, index: np.ndarray) -> ImageData:
-        return ImageData(self.x[index], self.y[index], self.classes, self.source)
+        return ImageData(self.x[index], self.y[index], self.classes, self.source, self.names)
 
 
 def check_labels(
@@ -165,93 +174,276 @@ def load_mnist_5k(local_path: str | None = None) -> ImageData:
     return ImageData(x, y, 10, "mnist-5k")
 
 
-NPZ_IMAGE_KEYS = ("x", "images")
-NPZ_LABEL_KEYS = ("y", "labels")
+NPZ_IMAGE_KEYS = ("x", "images", "image", "img", "x_train")
+NPZ_LABEL_KEYS = ("y", "labels", "label", "targets", "y_train")
+NPZ_TEST_KEYS = ("x_test", "y_test")
+TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc", ".csv")
+TABLE_LABEL_COLUMNS = ("label", "labels", "fine_label", "target", "y")
+IMAGE_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+LAYOUTS = (
+    "an .npz with images (x, images, image, img or x_train) and labels (y, labels, label, targets or "
+    "y_train); a parquet, arrow or CSV table with a label column and pixel columns or one column of encoded "
+    "images; or a folder of class sub-folders of image files"
+)
 
 
-def load_local(path: str) -> ImageData:
+def load_local(path: str, like: ImageData | None = None) -> ImageData:
+    """An image set in any of LAYOUTS. `like`: the training set this one is the test set of, whose classes
+    (and class names) it must use; a test set may miss classes."""
     file = Path(path).expanduser()
     if not file.exists():
         raise UserError(f"image file {file} does not exist")
+    names: tuple[str, ...] = ()
+    classes, every = (like.classes, False) if like is not None else (None, True)
     if file.is_dir():
-        raise UserError(f"image file {file} is a folder; expected a .npz, .parquet or .csv file")
-    if file.suffix == ".npz":
+        if like is not None and not like.names:
+            raise UserError(
+                f"{file}: a folder test set needs a folder training set (its class folders give the labels)"
+            )
+        x, y, names = _read_image_folder(file, like.names if like is not None else None)
+    elif file.suffix == ".npz":
         (xkey, x), (ykey, y) = _read_npz(file)
-        x = check_pixels(x, f"{file}: array '{xkey}'")
-        y = check_labels(y, f"{file}: array '{ykey}'")
-        xwhere, ywhere = f"array '{xkey}'", f"array '{ykey}'"
-    elif file.suffix in (".parquet", ".csv"):
-        x, y = _read_pixel_table(file)
-        xwhere, ywhere = "pixel columns", "column 'label'"
+        x, y = _checked_pair(file, x, y, f"array '{xkey}'", f"array '{ykey}'", classes, every)
+    elif file.suffix in TABLE_SUFFIXES:
+        x, y = _read_table(file, classes, every)
     else:
-        raise UserError(f"image file {file}: expected .npz, .parquet or .csv")
+        raise UserError(f"image file {file}: expected {LAYOUTS}")
+    if like is not None and x.shape[1:] != like.x.shape[1:]:
+        raise UserError(
+            f"{file}: images are {_shape(x)} but the training set's are {_shape(like.x)}; expected the same"
+        )
+    return ImageData(x, y, classes or int(y.max()) + 1, str(file), names)
+
+
+def _shape(x: np.ndarray) -> str:
+    return f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]} (channels x height x width)"
+
+
+def _checked_pair(
+    file: Path, x: Any, y: Any, xwhere: str, ywhere: str, classes: int | None = None, every: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    x = check_pixels(x, f"{file}: {xwhere}")
+    y = check_labels(y, f"{file}: {ywhere}", classes=classes, every_class=every)
     if len(x) != len(y):
         raise UserError(f"{file}: {xwhere} holds {len(x)} images but {ywhere} {len(y)} labels")
-    return ImageData(x, y, int(y.max()) + 1, str(file))
+    return x, y
+
+
+def npz_test_part(path: str, like: ImageData) -> ImageData | None:
+    """The `x_test`/`y_test` arrays of a Keras-style .npz, as the test set of `like`; None without them."""
+    file = Path(path).expanduser()
+    if file.suffix != ".npz":
+        return None
+    archive = _open_npz(file)
+    with archive:
+        if not set(NPZ_TEST_KEYS) <= set(archive.files):
+            return None
+        try:
+            x, y = archive["x_test"], archive["y_test"]
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise UserError(f"{file}: arrays x_test, y_test could not be read ({err})") from None
+    x, y = _checked_pair(file, x, y, "array 'x_test'", "array 'y_test'", like.classes, every=False)
+    if x.shape[1:] != like.x.shape[1:]:
+        raise UserError(f"{file}: x_test images are {_shape(x)} but x_train's are {_shape(like.x)}")
+    return ImageData(x, y, like.classes, f"{file}:test")
+
+
+def npz_keys(file: Path, keys: set[str]) -> tuple[str, str]:
+    """The names of an .npz's image and label arrays: the first present of NPZ_IMAGE_KEYS and of
+    NPZ_LABEL_KEYS."""
+    xkey = next((k for k in NPZ_IMAGE_KEYS if k in keys), None)
+    ykey = next((k for k in NPZ_LABEL_KEYS if k in keys), None)
+    if xkey is None or ykey is None:
+        raise UserError(
+            f"{file}: expected arrays {', '.join(map(repr, NPZ_IMAGE_KEYS))} (the images, one of them) and "
+            f"{', '.join(map(repr, NPZ_LABEL_KEYS))} (the labels), found {sorted(keys)}"
+        )
+    return xkey, ykey
+
+
+def _open_npz(file: Path) -> Any:
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"{file}: not a readable .npz archive of numeric arrays ({_reason(err)})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise UserError(f"{file}: a single .npy array, not an .npz archive of images and labels")
+    return archive
+
+
+def _reason(err: BaseException) -> str:
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "pickle" in reason or "Object arrays" in reason:
+        return "it holds Python objects, not numeric arrays"
+    return reason
 
 
 def _read_npz(file: Path) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray]]:
     """The (key, array) of the images and of the labels of an .npz archive."""
-    try:
-        archive = np.load(file, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise UserError(f"{file}: a single .npy array, not an .npz archive of images and labels")
-        with archive:
-            keys = set(archive.files)
-            xkey = next((k for k in NPZ_IMAGE_KEYS if k in keys), None)
-            ykey = next((k for k in NPZ_LABEL_KEYS if k in keys), None)
-            if xkey is None or ykey is None:
-                raise UserError(
-                    f"{file}: expected arrays 'x' (or 'images') and 'y' (or 'labels'), found {sorted(keys)}"
-                )
+    archive = _open_npz(file)
+    with archive:
+        xkey, ykey = npz_keys(file, set(archive.files))
+        try:
             return (xkey, archive[xkey]), (ykey, archive[ykey])
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "pickle" in reason or "Object arrays" in reason:
-            reason = "it holds Python objects, not numeric arrays"
-        raise UserError(f"{file}: not a readable .npz archive of numeric arrays ({reason})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise UserError(
+                f"{file}: not a readable .npz archive of numeric arrays ({_reason(err)})"
+            ) from None
 
 
-def _read_pixel_table(file: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of a CSV/parquet table: a `label` column and h*h pixel columns (one grey image
-    per row); every cell must be a number."""
+def _read_frame(file: Path, rows: int | None = None) -> Any:
+    """A polars frame of a parquet, arrow (file or stream format) or CSV file; `rows` limits a CSV read."""
     import polars as pl
 
     try:
-        frame = pl.read_parquet(file) if file.suffix == ".parquet" else pl.read_csv(file)
+        if file.suffix == ".parquet":
+            return pl.read_parquet(file)
+        if file.suffix == ".csv":
+            return pl.read_csv(file, n_rows=rows)
+        try:
+            return pl.read_ipc(file)
+        except pl.exceptions.PolarsError:
+            return pl.read_ipc_stream(file)  # what `datasets` writes to .arrow
     except (pl.exceptions.PolarsError, OSError) as err:
         raise UserError(f"{file}: could not be read ({str(err).splitlines()[0]})") from None
-    if "label" not in frame.columns:
-        raise UserError(f"{file}: no 'label' column (columns: {', '.join(frame.columns[:8])}, ...)")
+
+
+def table_label_column(file: Path, columns: list[str]) -> str:
+    label = next((c for c in TABLE_LABEL_COLUMNS if c in columns), None)
+    if label is None:
+        shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
+        raise UserError(
+            f"{file}: no 'label' column (nor {', '.join(TABLE_LABEL_COLUMNS[1:])}; columns: {shown})"
+        )
+    return label
+
+
+def _encoded_column(frame: Any, label: str) -> str | None:
+    """The column of encoded images: bytes, or `{bytes, path}` structs (a Hugging Face Image feature)."""
+    import polars as pl
+
+    for name, dtype in frame.schema.items():
+        if name == label:
+            continue
+        if dtype == pl.Binary or (isinstance(dtype, pl.Struct) and "bytes" in [f.name for f in dtype.fields]):
+            return name
+    return None
+
+
+def _read_table(file: Path, classes: int | None, every: bool) -> tuple[np.ndarray, np.ndarray]:
+    frame = _read_frame(file)
+    label = table_label_column(file, frame.columns)
     if frame.height == 0:
         raise UserError(f"{file}: no rows")
     row = "line {} (row {})" if file.suffix == ".csv" else "row {1}"
-    for name, dtype in frame.schema.items():
-        series = frame.get_column(name)
-        if not (dtype.is_numeric() or dtype == pl.Boolean):
-            if dtype == pl.String:
-                numbers = series.cast(pl.Float64, strict=False)
-                wrong = (numbers.is_null() & series.is_not_null()).arg_true()
-                if len(wrong):
-                    at = int(wrong[0])
-                    raise UserError(
-                        f"{file}: {row.format(at + 2, at)}, column '{name}': {series[at]!r} is not a number"
-                    )
-            else:
-                raise UserError(f"{file}: column '{name}' holds {dtype} values; expected numbers")
-        if series.null_count():
-            at = int(series.is_null().arg_true()[0])
-            raise UserError(
-                f"{file}: {row.format(at + 2, at)}, column '{name}' is empty "
-                "(expected a number; a short row?)"
-            )
-    numbers = frame.select(pl.all().cast(pl.Float64))
-    y = check_labels(numbers.get_column("label").to_numpy(), f"{file}: column 'label'", "row")
-    pixels = numbers.drop("label").to_numpy()
+    labels = _numeric(frame, label, file, row)
+    y = check_labels(labels, f"{file}: column '{label}'", "row", classes, every)
+    encoded = _encoded_column(frame, label)
+    if encoded is not None:
+        return _decode_column(frame, encoded, file), y
+    pixels = np.stack([_numeric(frame, c, file, row) for c in frame.columns if c != label], axis=1)
     side = round(pixels.shape[1] ** 0.5)
     if side * side != pixels.shape[1] or side == 0:
-        raise UserError(f"{file}: {pixels.shape[1]} pixel columns do not make a square single-channel image")
+        raise UserError(
+            f"{file}: {pixels.shape[1]} pixel columns do not make a square single-channel image "
+            f"(expected {LAYOUTS})"
+        )
     return check_pixels(pixels.reshape(-1, side, side), f"{file}: pixel columns", "row"), y
+
+
+def _numeric(frame: Any, name: str, file: Path, row: str) -> np.ndarray:
+    """One column as float64; a text cell, an empty cell or a non-numeric column is an error naming it."""
+    import polars as pl
+
+    series = frame.get_column(name)
+    dtype = series.dtype
+    if not (dtype.is_numeric() or dtype == pl.Boolean):
+        if dtype != pl.String:
+            raise UserError(f"{file}: column '{name}' holds {dtype} values; expected numbers (or {LAYOUTS})")
+        numbers = series.cast(pl.Float64, strict=False)
+        wrong = (numbers.is_null() & series.is_not_null()).arg_true()
+        if len(wrong):
+            at = int(wrong[0])
+            raise UserError(
+                f"{file}: {row.format(at + 2, at)}, column '{name}': {series[at]!r} is not a number"
+            )
+        series = numbers
+    if series.null_count():
+        at = int(series.is_null().arg_true()[0])
+        raise UserError(
+            f"{file}: {row.format(at + 2, at)}, column '{name}' is empty (expected a number; a short row?)"
+        )
+    return series.cast(pl.Float64).to_numpy()
+
+
+def _decode_column(frame: Any, name: str, file: Path) -> np.ndarray:
+    """Each row's encoded image decoded; a struct's `path` (relative to the table) stands in for missing
+    bytes. Grey images join a colour set as three channels; sizes must agree."""
+    pictures = []
+    for at, cell in enumerate(frame.get_column(name).to_list()):
+        where = f"{file}: row {at}, column '{name}'"
+        blob, origin = (cell.get("bytes"), cell.get("path")) if isinstance(cell, dict) else (cell, None)
+        if blob is None and origin:
+            image_file = (file.parent / origin) if not Path(origin).is_absolute() else Path(origin)
+            if not image_file.is_file():
+                raise UserError(f"{where}: no bytes, and its path {origin} is not a file")
+            blob = image_file.read_bytes()
+        if not blob:
+            raise UserError(f"{where}: empty; expected an encoded image (PNG, JPEG, ..)")
+        pictures.append(_decode(blob, where))
+    return _stack(pictures, str(file), "resize them to one size first").astype(np.float32) / 255.0
+
+
+def _decode(blob: bytes, where: str) -> np.ndarray:
+    """Encoded image bytes as (channels, h, w) uint8; undecodable bytes are named by count, never shown."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise UserError("decoding encoded images needs Pillow: pip install 'logitbench[hub]'") from None
+    import io
+
+    try:
+        with Image.open(io.BytesIO(blob)) as image:
+            image.load()
+            return _to_array(image, 0, where)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise UserError(f"{where}: {len(blob)} bytes that Pillow cannot decode as an image") from None
+
+
+def _read_image_folder(
+    folder: Path, names: tuple[str, ...] | None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """torchvision's ImageFolder layout: one sub-folder per class (sorted names give the labels), image
+    files at any depth inside it. A test folder (`names` given) uses the training set's classes."""
+    found = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
+        raise UserError(
+            f"{folder}: a folder of images needs one sub-folder per class (found none); expected {LAYOUTS}"
+        )
+    classes = names if names else tuple(found)
+    unknown = [c for c in found if c not in classes]
+    if unknown:
+        raise UserError(
+            f"{folder}: class folder(s) {', '.join(unknown)} are not classes of the training set "
+            f"({', '.join(classes)})"
+        )
+    pictures, labels, paths = [], [], []
+    for name in found:
+        files = image_files(folder / name)
+        if not files and names is None:
+            raise UserError(f"{folder / name}: no image files ({', '.join(IMAGE_FILE_SUFFIXES)})")
+        for image_file in files:
+            pictures.append(_decode(image_file.read_bytes(), str(image_file)))
+            labels.append(classes.index(name))
+            paths.append(str(image_file.relative_to(folder)))
+    if not pictures:
+        raise UserError(f"{folder}: no image files in its class folders")
+    x = _stack(pictures, str(folder), "resize them to one size first", paths).astype(np.float32) / 255.0
+    return x, np.asarray(labels, dtype=np.int64), tuple(classes)
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_FILE_SUFFIXES and p.is_file())
 
 
 def split(data: ImageData, test_fraction: float, seed: int = 0) -> tuple[ImageData, ImageData]:
@@ -353,7 +545,12 @@ def _to_array(image: Any, size: int, where: str) -> np.ndarray:
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def _stack(pictures: list[np.ndarray], where: str) -> np.ndarray:
+def _stack(
+    pictures: list[np.ndarray],
+    where: str,
+    fix: str = "set the task's image_size to resize them",
+    names: list[str] | None = None,
+) -> np.ndarray:
     """One (n, c, h, w) array: grey images join a colour set as three equal channels; sizes must agree."""
     if not pictures:
         raise UserError(f"{where}: no images")
@@ -363,10 +560,8 @@ def _stack(pictures: list[np.ndarray], where: str) -> np.ndarray:
     odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), None)
     if odd is not None:
         (h, w), (oh, ow) = sizes[0], sizes[odd]
-        raise UserError(
-            f"{where}: images differ in size (row 0 is {h}x{w}, row {odd} is {oh}x{ow}); "
-            "set the task's image_size to resize them"
-        )
+        first, other = (names[0], names[odd]) if names else ("row 0", f"row {odd}")
+        raise UserError(f"{where}: images differ in size ({first} is {h}x{w}, {other} is {oh}x{ow}); {fix}")
     return np.stack(pictures)
 
 
@@ -396,6 +591,7 @@ def _first(data: ImageData, limit: int) -> ImageData:
 class Mnist5kSource:
     """Mixin for tasks on the real MNIST-5k asset (first in the bases, so its `load` is the task's)."""
 
+    local_inputs: ClassVar[tuple[str, ...]] = ("asset_path",)
     asset_path: str = ""  # a local copy of mnist_5k.csv.gz instead of the asset cache
 
     def load(self) -> ImageData:
@@ -404,53 +600,84 @@ class Mnist5kSource:
 
 @dataclass(kw_only=True)
 class LocalImagesSource:
-    """Mixin for tasks on any local image set (first in the bases, so its `load` is the task's)."""
+    """Mixin for tasks on any local image set (first in the bases, so its `load` and `data` are the
+    task's). The test set is `test_path` when given (then `test_fraction` is unused), else an .npz's own
+    x_test/y_test, else the task's stratified split of `path`. `max_train`/`max_test` keep a fixed random
+    subset (seed 0), not the first samples: a file sorted by class would otherwise lose whole classes."""
 
-    description: ClassVar[str] = (
-        "any local image set (.npz with x, y; or parquet/CSV pixel columns and label)"
-    )
+    description: ClassVar[str] = "any local image set (.npz, parquet / arrow / CSV table, or class folders)"
+    local_inputs: ClassVar[tuple[str, ...]] = ("path", "test_path")
     path: str
+    test_path: str = ""  # a separate test set in any of the same layouts, with the training set's classes
 
     def load(self) -> ImageData:
         return load_local(self.path)
 
+    def data(self) -> tuple[ImageData, ImageData]:
+        train = self.load()
+        test = load_local(self.test_path, like=train) if self.test_path else npz_test_part(self.path, train)
+        if test is None:
+            train, test = split(train, self.test_fraction)  # type: ignore[attr-defined]
+        return _sample(train, self.max_train), _sample(test, self.max_test)  # type: ignore[attr-defined]
+
     def check_inputs(self) -> None:
         check_local(self.path)
+        if self.test_path:
+            check_local(self.test_path)
+
+
+def _sample(data: ImageData, limit: int) -> ImageData:
+    """A fixed random `limit` of the samples (all when 0), in their order."""
+    if not limit or len(data.y) <= limit:
+        return data
+    keep = np.sort(np.random.default_rng(0).permutation(len(data.y))[:limit])
+    return data.subset(keep)
+
+
+def _table_columns(file: Path) -> list[str]:
+    """A table's column names, from its header or schema where the format has one."""
+    import polars as pl
+
+    try:
+        if file.suffix == ".parquet":
+            return list(pl.read_parquet_schema(file))
+        if file.suffix in (".arrow", ".feather", ".ipc"):
+            return list(pl.read_ipc_schema(file))
+    except (pl.exceptions.PolarsError, OSError) as err:
+        if file.suffix == ".parquet":
+            raise UserError(f"{file}: could not be read ({str(err).splitlines()[0]})") from None
+    return list(_read_frame(file, rows=1).columns)  # a CSV header, or an arrow stream read whole
 
 
 def check_local(path: str) -> None:
     """The cheap part of `load_local`, for planning: the file exists and names its images and labels (an
-    .npz's array names, a table's header), without reading the pixels."""
+    .npz's array names, a table's header, a folder's class sub-folders), without reading the pixels."""
     file = Path(path).expanduser()
     if not file.exists():
         raise UserError(f"image file {file} does not exist")
-    if not file.is_file():
-        raise UserError(f"image file {file} is a folder; expected a .npz, .parquet or .csv file")
-    if file.suffix == ".npz":
+    if file.is_dir():
+        found = sorted(d for d in file.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not found:
+            raise UserError(
+                f"{file}: a folder of images needs one sub-folder per class (found none); expected {LAYOUTS}"
+            )
+        empty = next(
+            (d for d in found if not any(p.suffix.lower() in IMAGE_FILE_SUFFIXES for p in d.rglob("*"))), None
+        )
+        if empty is not None:
+            raise UserError(f"{empty}: no image files ({', '.join(IMAGE_FILE_SUFFIXES)})")
+    elif file.suffix == ".npz":
         try:
             with zipfile.ZipFile(file) as archive:
                 keys = {n.removesuffix(".npy") for n in archive.namelist()}
         except (OSError, zipfile.BadZipFile) as err:
             raise UserError(f"{file}: not a readable .npz archive ({err})") from None
-        if not (keys & set(NPZ_IMAGE_KEYS) and keys & set(NPZ_LABEL_KEYS)):
-            raise UserError(
-                f"{file}: expected arrays 'x' (or 'images') and 'y' (or 'labels'), found {sorted(keys)}"
-            )
-    elif file.suffix in (".parquet", ".csv"):
-        import polars as pl
-
-        try:
-            columns = (
-                list(pl.read_parquet_schema(file))
-                if file.suffix == ".parquet"
-                else pl.read_csv(file, n_rows=1).columns
-            )
-        except (pl.exceptions.PolarsError, OSError) as err:
-            raise UserError(f"{file}: could not be read ({str(err).splitlines()[0]})") from None
-        if "label" not in columns:
-            raise UserError(f"{file}: no 'label' column (columns: {', '.join(columns[:8])}, ...)")
+        npz_keys(file, keys)
+    elif file.suffix in TABLE_SUFFIXES:
+        columns = _table_columns(file)
+        table_label_column(file, columns)
     else:
-        raise UserError(f"image file {file}: expected .npz, .parquet or .csv")
+        raise UserError(f"image file {file}: expected {LAYOUTS}")
 
 
 @dataclass(kw_only=True)

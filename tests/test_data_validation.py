@@ -180,7 +180,7 @@ def test_npz_of_objects_a_lone_npy_and_a_folder_are_errors(tmp_path):
     with open(lone, "wb") as fh:
         np.save(fh, grey())
     fails(lambda: load(str(lone)), r"lone\.npz: a single \.npy array, not an \.npz archive")
-    fails(lambda: load(str(tmp_path)), r"is a folder; expected a \.npz, \.parquet or \.csv file")
+    fails(lambda: load(str(tmp_path)), r"a folder of images needs one sub-folder per class \(found none\)")
 
 
 def _csv(tmp_path, lines: list[str], name: str = "pixels.csv") -> str:
@@ -204,7 +204,7 @@ def test_pixel_table_short_ragged_and_empty_files(tmp_path):
     short = _csv(tmp_path, [HEADER, "0,1,2,3,0", "0,1,2", "1,1,1,1,1"], "short.csv")
     fails(
         lambda: load(short),
-        r"short\.csv: line 3 \(row 1\), column 'p3' is empty \(expected a number; a short row\?\)",
+        r"short\.csv: line 3 \(row 1\), column 'label' is empty \(expected a number; a short row\?\)",
     )
     long = _csv(tmp_path, [HEADER, "0,1,2,3,0", "0,1,2,3,4,1"], "long.csv")
     fails(lambda: load(long), r"long\.csv: could not be read \(found more fields than defined")
