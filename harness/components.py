@@ -106,6 +106,10 @@ class Component:
 class Method(Component):
     """A method. It implements one or more family protocols by deriving from their protocol classes."""
 
+    # True when the defaults are a paper's sizes that need a GPU: `families:` then adds the method to
+    # `paper`-scale boards only (a smaller board names it with smaller parameters).
+    paper_sized: ClassVar[bool] = False
+
     @classmethod
     def families(cls) -> list[str]:
         return sorted({k.__dict__["protocol_of"] for k in cls.__mro__ if "protocol_of" in k.__dict__})

@@ -264,6 +264,7 @@ def parse(data: Any, source: str) -> Leaderboard:
             if family in cls.families()
             and n not in [m.name for m in methods]
             and (METHODS.is_builtin(n) or not builtin_only)
+            and (scale == "paper" or not cls.paper_sized)
         )
     if not tasks or not methods:
         raise UserError(
