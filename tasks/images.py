@@ -291,19 +291,20 @@ def _read_npz(file: Path) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray
             ) from None
 
 
-def _read_frame(file: Path, rows: int | None = None) -> Any:
-    """A polars frame of a parquet, arrow (file or stream format) or CSV file; `rows` limits a CSV read."""
+def _read_frame(file: Path, rows: int | None = None, columns: list[str] | None = None) -> Any:
+    """A polars frame of a parquet, arrow (file or stream format) or CSV file; `rows` limits a CSV read,
+    `columns` picks columns."""
     import polars as pl
 
     try:
         if file.suffix == ".parquet":
-            return pl.read_parquet(file)
+            return pl.read_parquet(file, columns=columns)
         if file.suffix == ".csv":
-            return pl.read_csv(file, n_rows=rows)
+            return pl.read_csv(file, n_rows=rows, columns=columns)
         try:
-            return pl.read_ipc(file)
+            return pl.read_ipc(file, columns=columns)
         except pl.exceptions.PolarsError:
-            return pl.read_ipc_stream(file)  # what `datasets` writes to .arrow
+            return pl.read_ipc_stream(file, columns=columns)  # what `datasets` writes to .arrow
     except (pl.exceptions.PolarsError, OSError) as err:
         raise UserError(f"{file}: could not be read ({str(err).splitlines()[0]})") from None
 
@@ -623,7 +624,7 @@ class LocalImagesSource:
     def check_inputs(self) -> None:
         check_local(self.path)
         if self.test_path:
-            check_local(self.test_path)
+            check_local(self.test_path, every_class=False)
 
 
 def _sample(data: ImageData, limit: int) -> ImageData:
@@ -649,9 +650,10 @@ def _table_columns(file: Path) -> list[str]:
     return list(_read_frame(file, rows=1).columns)  # a CSV header, or an arrow stream read whole
 
 
-def check_local(path: str) -> None:
-    """The cheap part of `load_local`, for planning: the file exists and names its images and labels (an
-    .npz's array names, a table's header, a folder's class sub-folders), without reading the pixels."""
+def check_local(path: str, every_class: bool = True) -> None:
+    """The cheap part of `load_local`, for planning: the file exists, names its images and labels (an
+    .npz's array names, a table's header, a folder's class sub-folders), and its labels are integers 0..C-1
+    (every class present unless `every_class` is off, as for a test set); the pixels are not read."""
     file = Path(path).expanduser()
     if not file.exists():
         raise UserError(f"image file {file} does not exist")
@@ -672,10 +674,20 @@ def check_local(path: str) -> None:
                 keys = {n.removesuffix(".npy") for n in archive.namelist()}
         except (OSError, zipfile.BadZipFile) as err:
             raise UserError(f"{file}: not a readable .npz archive ({err})") from None
-        npz_keys(file, keys)
+        _, ykey = npz_keys(file, keys)
+        archive = _open_npz(file)
+        with archive:
+            try:
+                labels = archive[ykey]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+                raise UserError(f"{file}: array '{ykey}' could not be read ({_reason(err)})") from None
+        check_labels(labels, f"{file}: array '{ykey}'", every_class=every_class)
     elif file.suffix in TABLE_SUFFIXES:
-        columns = _table_columns(file)
-        table_label_column(file, columns)
+        label = table_label_column(file, _table_columns(file))
+        frame = _read_frame(file, columns=[label])
+        row = "line {} (row {})" if file.suffix == ".csv" else "row {1}"
+        labels = _numeric(frame, label, file, row)
+        check_labels(labels, f"{file}: column '{label}'", "row", every_class=every_class)
     else:
         raise UserError(f"image file {file}: expected {LAYOUTS}")
 

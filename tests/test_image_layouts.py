@@ -287,6 +287,18 @@ def test_plan_time_check_accepts_every_layout_and_names_what_is_wrong(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "ant").mkdir()
     fails(lambda: images.check_local(str(tmp_path / "empty")), r"empty/ant: no image files")
+    np.savez(tmp_path / "minus.npz", x=pictures, y=labels - 1)
+    fails(
+        lambda: images.check_local(str(tmp_path / "minus.npz")), r"minus\.npz: array 'y': label -1 at index 0"
+    )
+    (tmp_path / "frac.csv").write_text("p0,label\n0,0\n1,1.5\n2,1\n")
+    fails(
+        lambda: images.check_local(str(tmp_path / "frac.csv")),
+        r"frac\.csv: column 'label': label 1\.5 at row 1 is not an integer",
+    )
+    np.savez(tmp_path / "part.npz", x=pictures[:2], y=np.array([0, 2]))
+    fails(lambda: images.check_local(str(tmp_path / "part.npz")), r"no image has label 1")
+    images.check_local(str(tmp_path / "part.npz"), every_class=False)  # as a test set
     (tmp_path / "x.json").write_text(json.dumps({}))
     fails(lambda: images.check_local(str(tmp_path / "x.json")), r"x\.json: expected an \.npz with images")
 

@@ -146,13 +146,19 @@ def test_bad_prompts_are_one_line_errors(prompt_value, option, message):
     assert "\n" not in str(caught.value)
 
 
-def test_a_bad_prompt_fails_at_plan_time_naming_the_task():
+def test_a_bad_prompt_fails_at_plan_time_and_at_run_time_naming_the_task(tmp_path):
     task = TASKS.get("mcq/capitals")(prompt="Q: {q} {choices}")
-    with pytest.raises(
-        UserError, match=r"task 'mcq/capitals': parameter 'prompt': unknown placeholder \{q\}"
-    ):
-        task.check_inputs()
+    with pytest.raises(UserError, match=r"^parameter 'prompt': unknown placeholder \{q\}"):
+        task.check_inputs()  # the planner adds the task's name
+    with pytest.raises(UserError, match=r"^parameter 'options' must be 2 to 5, got 9"):
+        TASKS.get("mcq/capitals")(options=9).check_inputs()
     TASKS.get("mcq/capitals")(prompt="newlines").check_inputs()
+    spec = make_spec(
+        TASKS.get("mcq/capitals"), METHODS.get("zero-shot"), 0, "smoke", {"prompt": "{question}"}
+    )
+    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
+    assert record["status"] == "failed" and record["error"]["type"] == "UserError"
+    assert record["error"]["message"].startswith("task 'mcq/capitals': parameter 'prompt': '{question}' has")
 
 
 def test_the_prompt_parameter_changes_the_run_key_and_the_default_keeps_one():
