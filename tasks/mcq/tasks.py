@@ -57,21 +57,21 @@ class MCQTask(Task):
         raise NotImplementedError
 
     def template(self) -> PromptTemplate:
-        try:
-            return prompt_template(self.prompt, self.prompt_option)
-        except UserError as err:
-            raise UserError(f"task '{self.name}': {err}") from None
+        """The prompt the parameters name; a UserError naming the parameter when they name none."""
+        if not 2 <= self.options <= MAX_OPTIONS:
+            raise UserError(f"parameter 'options' must be 2 to {MAX_OPTIONS}, got {self.options}")
+        return prompt_template(self.prompt, self.prompt_option)
 
     def check_inputs(self) -> None:
-        if not 2 <= self.options <= MAX_OPTIONS:
-            raise UserError(f"task '{self.name}': options must be 2 to {MAX_OPTIONS}, got {self.options}")
         self.template()
 
     def run(self, method: MCQMethod, ctx: RunContext) -> dict[str, float]:
         from tasks.causal_lm import load
 
-        MCQTask.check_inputs(self)
-        template = self.template()
+        try:
+            template = self.template()
+        except UserError as err:
+            raise UserError(f"task '{self.name}': {err}") from None
         with ctx.phase("load"):
             data = self.split(ctx.seed)  # first: a bad source fails before the model is loaded
             model, tokenizer = load(self.model, ctx.artifacts, ctx.device)
