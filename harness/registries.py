@@ -24,6 +24,7 @@ BUILTIN_TASK_MODULES = (
     "tasks.lm.tasks",
     "tasks.early_exit.tasks",
     "tasks.mcq.tasks",
+    "tasks.auctions.tasks",
 )
 BUILTIN_METHOD_MODULES = (
     "methods.tabular",
@@ -32,6 +33,7 @@ BUILTIN_METHOD_MODULES = (
     "methods.lm",
     "methods.early_exit",
     "methods.mcq",
+    "methods.auctions",
 )
 
 
