@@ -185,9 +185,7 @@ class FileMCQTask(MCQTask):
     local_inputs: ClassVar[tuple[str, ...]] = ("path",)
     description: ClassVar[str] = "any local JSONL / CSV / parquet file with question, choices, answer"
     path: str
-    shuffle: bool = (
-        True  # False: the file's order (first questions calibrate, the next test; options as given)
-    )
+    shuffle: bool = True  # False: the file's question and option order (first ones calibrate)
 
     def split(self, seed: int) -> Split:
         from tasks.mcq.sources import load_questions
