@@ -453,6 +453,9 @@ def test_missing_files_and_columns_are_found_by_dry_run_before_anything_runs(tmp
     table.write_text("a,b,y\n1,2,0\n3,4,1\n")
     images = tmp_path / "i.npz"
     np.savez(images, pixels=np.zeros((4, 8, 8)), y=np.arange(4))
+    questions = tmp_path / "q.jsonl"
+    rows = [{"question": f"q{i}", "choices": ["a", "b", "c", "d"], "answer": i % 4} for i in range(10)]
+    questions.write_text("\n".join(json.dumps(r) for r in rows))
     board = tmp_path / "b.yaml"
     board.write_text(
         yaml.safe_dump(
@@ -467,8 +470,14 @@ def test_missing_files_and_columns_are_found_by_dry_run_before_anything_runs(tmp
                     },
                     {"name": "tabular/table", "params": {"path": str(table), "target": "y"}, "label": "ok"},
                     {"name": "poisoning/images", "params": {"path": str(images)}},
+                    {"name": "mcq/file", "params": {"path": str(questions)}},
+                    {
+                        "name": "mcq/file",
+                        "params": {"path": str(questions), "calibration": 4, "test": 6},
+                        "label": "q",
+                    },
                 ],
-                "methods": ["logreg", "dpa"],
+                "methods": ["logreg", "dpa", "zero-shot"],
             }
         )
     )
@@ -479,9 +488,10 @@ def test_missing_files_and_columns_are_found_by_dry_run_before_anything_runs(tmp
         assert "task 'tabular/table': table file" in line and "none.csv does not exist" in line
         assert "task 't2': " in line and "target column 'label' not found (columns: a, b, y)" in line
         assert "task 'poisoning/images': " in line and "found ['pixels', 'y']" in line
-        assert "'ok'" not in line
+        assert "task 'mcq/file': the suite has 10 questions; calibration=60 + test=160 is more" in line
+        assert "'ok'" not in line and "'q'" not in line
     assert not results.exists(), "nothing ran"
-    assert main(["run", str(board), "--results", str(results), "--tasks", "ok", "--dry-run"]) == 0
+    assert main(["run", str(board), "--results", str(results), "--tasks", "ok,q", "--dry-run"]) == 0
 
 
 # --- property tests: random files and random option values ------------------------------------------------
