@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         errors.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         return UserError.exit_code
+    except BrokenPipeError:  # `logitbench show quick | head`: the reader had enough
+        return 0
+    except OSError as err:  # the environment said no (permissions, a full disk): say which file, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        errors.print(f"[bold red]error:[/] {escape(where + (err.strerror or str(err)))}", soft_wrap=True)
+        return UserError.exit_code
     except KeyboardInterrupt:
         errors.print("interrupted")
         return EXIT_INTERRUPTED
