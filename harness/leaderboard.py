@@ -165,9 +165,8 @@ def check_inputs(plan: list[PlannedRun], source: str = "") -> None:
         if ref in seen:
             continue
         seen.add(ref)
-        task = TASKS.get(ref.name)(**ref.params_dict())
         try:
-            task.check_inputs()
+            TASKS.get(ref.name)(**ref.params_dict()).check_inputs()
         except UserError as err:
             problems.append(f"task '{run.task}': {err}")
     if problems:
