@@ -1,7 +1,10 @@
-"""Tabular methods: scikit-learn's classic classifiers (Hopular joins later)."""
+"""Tabular methods: scikit-learn's classic classifiers and Hopular."""
 
 from methods.tabular import (
     gradient_boosting as gradient_boosting,
+)
+from methods.tabular import (
+    hopular as hopular,
 )
 from methods.tabular import (
     logistic_regression as logistic_regression,

@@ -1,4 +1,15 @@
-"""Loading tables into a numeric matrix and integer labels: scikit-learn's sets, OpenML, local files."""
+"""Loading tables into a numeric matrix and integer labels: scikit-learn's sets, OpenML, local files.
+
+Text columns are categorical. `TabularData.X` one-hot encodes them (a dummy per value, and one for an
+empty cell when there is one), which every method can read; a method that embeds categories itself
+reads `coded`, one column per feature with the category's code, and `categorical`, which says which
+columns those are.
+
+A text column of a local file whose values parse as numbers except a few (at most 5% of its non-empty
+values, or a single one) is a typo in a numeric column, not a categorical feature: an error names the
+file, the column and the first offending rows. A text column whose every value parses as a number is
+numeric. Missing values are empty cells.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +31,21 @@ class TabularData:
     feature_names: tuple[str, ...]
     class_names: tuple[str, ...]
     source: str
+    # One column per original feature, categories as codes 0..k-1 (NaN when missing); None when the
+    # table has no categorical feature, so X is already that.
+    coded: np.ndarray | None = None
+    categorical: tuple[bool, ...] = ()  # per column of `coded`
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    def features(self, categories_native: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The matrix a method reads and the indices of its categorical columns: codes for a method that
+        embeds categories itself, one-hot columns for any other."""
+        if categories_native and self.coded is not None:
+            return self.coded, np.flatnonzero(self.categorical)
+        return self.X, np.zeros(0, dtype=np.int64)
 
 
 def load_sklearn(name: str) -> TabularData:
@@ -101,7 +123,7 @@ def load_table(path: str, target: str) -> TabularData:
             raise UserError(f"table file {file}: expected a .csv, .tsv or .parquet file")
     except pl.exceptions.PolarsError as err:
         raise UserError(f"table file {file} cannot be read: {str(err).splitlines()[0]}") from None
-    return frame_to_data(frame, target, str(file))
+    return frame_to_data(frame, target, str(file), strict_text=True)
 
 
 def check_table(path: str, target: str) -> None:
@@ -125,8 +147,36 @@ def check_table(path: str, target: str) -> None:
         raise UserError(f"{file}: target column '{target}' not found (columns: {shown})")
 
 
-def frame_to_data(frame: pl.DataFrame, target: str, source: str) -> TabularData:
-    """Numeric columns as floats (nulls as NaN), text columns one-hot, the target label-encoded."""
+TYPO_SHARE = 0.05  # a text column this close to all-numeric holds typos, not categories
+
+
+def _numeric_text_columns(features: pl.DataFrame, source: str, strict: bool) -> list[str]:
+    """Text columns whose every value parses as a number (they are numeric); with `strict`, a text column
+    numeric but for a few values is an error naming the first of them."""
+    numeric = []
+    for name, dtype in features.schema.items():
+        if dtype != pl.String:
+            continue
+        text = features.get_column(name).str.strip_chars()
+        present = text.is_not_null() & (text != "")
+        parsed = text.cast(pl.Float64, strict=False)
+        odd = present & parsed.is_null()
+        n_present, n_odd = int(present.sum()), int(odd.sum())
+        if n_present and not n_odd:
+            numeric.append(name)
+        elif strict and n_odd < n_present and n_odd <= max(1, TYPO_SHARE * n_present):
+            rows = np.flatnonzero(odd.to_numpy())
+            shown = ", ".join(f"row {r + 1} ({text[int(r)]!r})" for r in rows[:3])
+            raise UserError(
+                f"{source}: column '{name}' is numeric except {n_odd} of {n_present} values: {shown}; "
+                "expected a number (leave the cell empty for a missing value)"
+            )
+    return numeric
+
+
+def frame_to_data(frame: pl.DataFrame, target: str, source: str, strict_text: bool = False) -> TabularData:
+    """Numeric columns as floats (nulls as NaN), text columns one-hot (and coded), the target
+    label-encoded. `strict_text` (local files) makes a numeric column with a few text values an error."""
     if target not in frame.columns:
         raise UserError(f"{source}: target column '{target}' not found (columns: {', '.join(frame.columns)})")
     labels = frame.get_column(target)
@@ -135,13 +185,41 @@ def frame_to_data(frame: pl.DataFrame, target: str, source: str) -> TabularData:
     features = frame.drop(target)
     if features.width == 0:
         raise UserError(f"{source}: no feature columns besides the target '{target}'")
+    as_numbers = _numeric_text_columns(features, source, strict_text)
+    if as_numbers:
+        features = features.with_columns(pl.col(as_numbers).str.strip_chars().cast(pl.Float64, strict=False))
     categorical = [c for c, t in features.schema.items() if not (t.is_numeric() or t == pl.Boolean)]
+    names = tuple(features.columns)
+    coded = None
     if categorical:
-        features = features.with_columns(pl.col(categorical).cast(pl.String)).to_dummies(categorical)
+        features = features.with_columns(pl.col(categorical).cast(pl.String))
+        coded = np.column_stack([_codes(features.get_column(c)) for c in names])
+        features = features.to_dummies(categorical)
     X = features.with_columns(pl.all().cast(pl.Float64)).to_numpy().astype(np.float64)
     classes, y = np.unique(labels.cast(pl.String).to_numpy(), return_inverse=True)
     if len(classes) < 2:
         raise UserError(
             f"{source}: target column '{target}' has a single class; a classifier needs two or more"
         )
-    return TabularData(X, y.astype(np.int64), tuple(features.columns), tuple(str(c) for c in classes), source)
+    return TabularData(
+        X,
+        y.astype(np.int64),
+        tuple(features.columns),
+        tuple(str(c) for c in classes),
+        source,
+        coded=coded,
+        categorical=tuple(c in categorical for c in names) if categorical else (),
+    )
+
+
+def _codes(column: pl.Series) -> np.ndarray:
+    """A text column as codes of its sorted values (NaN where empty); a numeric one as floats."""
+    if column.dtype != pl.String:
+        return column.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64)
+    values = column.to_numpy()
+    present = np.array([v is not None for v in values])
+    out = np.full(len(values), np.nan)
+    if present.any():
+        _, codes = np.unique(values[present].astype(str), return_inverse=True)
+        out[present] = codes
+    return out

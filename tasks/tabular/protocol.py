@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.components import Method
 
 
 class TabularMethod(Method):
     protocol_of = "tabular"
+    # True for a method that embeds categorical features itself: it then reads each categorical feature
+    # as one column of codes 0..k-1 (NaN when missing), and the task sets the estimator's
+    # `categorical_features` (indices, scikit-learn's convention) before fitting; others read one-hot
+    # columns.
+    categories_native: ClassVar[bool] = False
 
     @abc.abstractmethod
     def make_estimator(self, seed: int, n_classes: int) -> Any:

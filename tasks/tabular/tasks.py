@@ -49,13 +49,16 @@ class TabularTask(Task):
 
         with ctx.phase("load"):
             data = self.load()
-        X, y = data.X, data.y
+        X, categorical = data.features(method.categories_native)
+        y = data.y
         if self.max_rows and len(y) > self.max_rows:
             X, _, y, _ = train_test_split(X, y, train_size=self.max_rows, stratify=y, random_state=ctx.seed)
         proba = np.zeros((len(y), data.n_classes))
         folds = StratifiedKFold(n_splits=self.folds, shuffle=True, random_state=ctx.seed)
         for train, test in folds.split(X, y):
             estimator = method.make_estimator(ctx.seed, data.n_classes)
+            if len(categorical):
+                estimator.set_params(categorical_features=categorical)
             with ctx.phase("fit"):
                 estimator.fit(X[train], y[train])
             with ctx.phase("predict"):
