@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -210,3 +212,34 @@ def test_no_builtin_declares_a_reserved_parameter():
     clashes = {name: reserved_fields(cls) for registry in (TASKS, METHODS) for name, cls in registry}
     assert {n: c for n, c in clashes.items() if c} == {}
     assert TASKS.warnings() == [] or all("lb_diagnostics" not in w for w in TASKS.warnings())
+
+
+def test_reserved_names_are_methods_and_class_variables_never_inherited_fields():
+    from harness.components import Task
+    from harness.registries import component_check, reserved_fields
+
+    @dataclass(kw_only=True)
+    class Source:  # a dataclass mixin: its fields are parameters of the tasks that use it
+        path: str = ""
+
+        def load(self) -> None: ...
+
+    @dataclass(kw_only=True)
+    class Good(Source, Task):
+        family: ClassVar[str] = "x"
+        folds: int = 5
+
+    @dataclass(kw_only=True)
+    class Bad(Source, Task):
+        family: str = "x"  # a field hiding Task's ClassVar
+        load: int = 0  # hides the mixin's method
+        metric: str = "accuracy"  # hides Task.metric()
+        version: str = "2"  # hides Component.version
+
+    assert reserved_fields(Good) == []
+    assert reserved_fields(Bad) == ["family", "load", "metric", "version"]
+    component_check(Task)(Good, "task 'good'")
+    from harness.errors import UserError
+
+    with pytest.raises(UserError, match="task 'bad' declares parameter\\(s\\) 'family', 'load', 'metric'"):
+        component_check(Task)(Bad, "task 'bad'")
