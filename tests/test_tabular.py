@@ -118,6 +118,8 @@ def test_openml_loader_maps_frame_and_target(monkeypatch, tmp_path):
     data = TASKS.get("tabular/openml")(data_id=31).load()
     assert seen["data_id"] == 31 and str(tmp_path) in seen["data_home"]
     assert data.class_names == ("neg", "pos") and data.X.shape == (40, 3)  # x1 plus one-hot kind_a, kind_b
+    assert data.coded.shape == (40, 2) and data.categorical == (False, True)  # x1 and kind as codes 0, 1
+    assert data.coded[:4, 1].tolist() == [0, 1, 0, 1]
     assert data.source == "openml:31"
 
 
@@ -143,3 +145,51 @@ def test_artifact_cache_builds_once(tmp_path):
     second = ctx.artifacts.get_or_build("teacher", {"task": "x", "seed": 0}, build)
     assert first == second and len(calls) == 1 and (first / "weights.txt").read_text() == "w"
     assert cache.get_or_build("teacher", {"task": "x", "seed": 1}, build) != first and len(calls) == 2
+
+
+def _write(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_text_columns_are_one_hot_for_every_method_and_coded_for_native_ones(tmp_path):
+    csv = _write(tmp_path, "size,colour,label\n1.5,red,a\n2.5,,b\n0.5,blue,a\n3.0,red,b\n")
+    data = TASKS.get("tabular/table")(path=str(csv), target="label").load()
+    # one-hot exactly as before (a dummy per value and one for the empty cell, in polars' order)
+    assert data.feature_names == ("size", "colour_blue", "colour_null", "colour_red")
+    assert data.X[:, 1:].tolist() == [[0, 0, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1]]
+    X, categorical = data.features(categories_native=True)
+    assert categorical.tolist() == [1]
+    assert X[:, 0].tolist() == [1.5, 2.5, 0.5, 3.0]
+    assert X[[0, 2, 3], 1].tolist() == [1, 0, 1] and np.isnan(X[1, 1])  # blue 0, red 1, empty NaN
+    X, categorical = data.features(categories_native=False)
+    assert X is data.X and categorical.size == 0
+
+
+def test_a_typo_in_a_numeric_column_is_an_error_naming_file_column_and_row(tmp_path):
+    rows = "\n".join(f"{i * 0.5},{'a' if i % 2 else 'b'}" for i in range(40))
+    csv = _write(tmp_path, "size,label\n" + rows.replace("\n7.5,", "\n7.5x,") + "\n")
+    task = TASKS.get("tabular/table")(path=str(csv), target="label")
+    with pytest.raises(
+        UserError, match=r"t.csv: column 'size' is numeric except 1 of 40 values: data row 16 \('7.5x'\)"
+    ):
+        task.load()
+    # "?" for a missing value is the same mistake; the message says to leave the cell empty
+    csv = _write(tmp_path, "size,label\n" + rows.replace("\n7.5,", "\n?,") + "\n")
+    with pytest.raises(UserError, match="leave the cell empty"):
+        task.load()
+    # an empty cell is a missing value, not a typo
+    csv = _write(tmp_path, "size,label\n" + rows.replace("\n7.5,", "\n,") + "\n")
+    assert np.isnan(task.load().X[15, 0])
+
+
+def test_numbers_stored_as_text_are_numeric_and_real_text_stays_categorical(tmp_path):
+    csv = _write(tmp_path, 'size,grade,label\n"1.5", low,a\n" 2",high,b\n3,mid,a\n4,low,b\n')
+    data = TASKS.get("tabular/table")(path=str(csv), target="label").load()
+    assert data.feature_names[0] == "size" and data.X[:, 0].tolist() == [1.5, 2.0, 3.0, 4.0]
+    assert data.categorical == (False, True)
+    # a column mostly text with a few numbers is categorical (3 of 4 values are text)
+    csv = _write(tmp_path, "kind,label\nsmall,a\n2,b\nlarge,a\nsmall,b\n")
+    data = TASKS.get("tabular/table")(path=str(csv), target="label").load()
+    assert data.categorical == (True,) and data.X.shape == (4, 3)

@@ -166,7 +166,7 @@ def _numeric_text_columns(features: pl.DataFrame, source: str, strict: bool) -> 
             numeric.append(name)
         elif strict and n_odd < n_present and n_odd <= max(1, TYPO_SHARE * n_present):
             rows = np.flatnonzero(odd.to_numpy())
-            shown = ", ".join(f"row {r + 1} ({text[int(r)]!r})" for r in rows[:3])
+            shown = ", ".join(f"data row {r + 1} ({text[int(r)]!r})" for r in rows[:3])
             raise UserError(
                 f"{source}: column '{name}' is numeric except {n_odd} of {n_present} values: {shown}; "
                 "expected a number (leave the cell empty for a missing value)"
