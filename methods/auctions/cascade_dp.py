@@ -18,61 +18,51 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.registries import register_method
-from tasks.auctions.clicks import cascade_clicks
-from tasks.auctions.protocol import AuctionMechanism, threshold_price
+from tasks.auctions.protocol import AuctionMechanism, cascade_threshold_prices
 
 
 def dp_allocation(bids: np.ndarray, ctr: np.ndarray, read_on: np.ndarray) -> np.ndarray:
-    n, m = ctr.shape
+    """Positions of the ads; `bids` may be a batch (B, n) of bid vectors, each allocated on its own.
+    An ad bidding 0 adds nothing and is never placed (placing needs a strict gain)."""
+    batch = np.maximum(np.atleast_2d(bids), 0.0)
+    size, n = batch.shape
+    m = ctr.shape[1]
     rate, q = ctr.mean(axis=1), float(read_on.mean())
-    index = bids * rate / (1.0 - q * (1.0 - rate))
-    order = np.argsort(-index, kind="stable")
-    order = order[bids[order] > 0]
-    k_ads = len(order)
-    p, v = ctr[order], bids[order]
-    # value[k, j]: the best welfare per unit of reach from position j on, with ads order[k:] left.
-    value = np.zeros((k_ads + 1, m + 1))
-    place_here = np.zeros((k_ads, m), bool)
-    skip_ad = np.zeros((k_ads, m), bool)
+    order = np.argsort(-batch * (rate / (1.0 - q * (1.0 - rate))), axis=1, kind="stable")
+    v, p = np.take_along_axis(batch, order, axis=1), ctr[order]  # (B, n), (B, n, m) in rank order
+    # value[:, k, j]: the best welfare per unit of reach from position j on, with ads ranked k.. left.
+    value = np.zeros((size, n + 1, m + 1))
+    place_here = np.zeros((size, n, m), bool)
+    skip_ad = np.zeros((size, n, m), bool)
     for j in range(m - 1, -1, -1):
-        place = v * p[:, j] + read_on[j] * (1.0 - p[:, j]) * value[1:, j + 1]
-        empty = read_on[j] * value[:k_ads, j + 1]
+        place = v * p[:, :, j] + read_on[j] * (1.0 - p[:, :, j]) * value[:, 1:, j + 1]
+        empty = read_on[j] * value[:, :n, j + 1]
         best_here = np.maximum(place, empty)
-        place_here[:, j] = place > empty
-        column = np.maximum.accumulate(best_here[::-1])[::-1]
-        value[:k_ads, j] = column
-        skip_ad[:, j] = np.append(column[1:], 0.0) >= best_here
-    positions = np.full(n, -1)
-    k = j = 0
-    while k < k_ads and j < m:
-        if skip_ad[k, j]:
-            k += 1
-        elif place_here[k, j]:
-            positions[order[k]] = j
-            k, j = k + 1, j + 1
-        else:
-            j += 1
-    return positions
+        place_here[:, :, j] = place > empty
+        column = np.maximum.accumulate(best_here[:, ::-1], axis=1)[:, ::-1]
+        value[:, :n, j] = column
+        skip_ad[:, :, j] = value[:, 1:, j] >= best_here  # the next ranks do as well without this ad
+    positions = np.full((size, n), -1)
+    rows = np.arange(size)
+    k, j = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    for _ in range(n + m):
+        live = (k < n) & (j < m)
+        if not live.any():
+            break
+        kk, jj = np.minimum(k, n - 1), np.minimum(j, m - 1)
+        skip = live & skip_ad[rows, kk, jj]
+        put = live & ~skip & place_here[rows, kk, jj]
+        positions[rows[put], order[rows[put], kk[put]]] = jj[put]
+        k = k + (skip | put)
+        j = j + (live & ~skip)
+    return positions if np.ndim(bids) == 2 else positions[0]
 
 
 @register_method("cascade-dp")
 @dataclass(kw_only=True)
 class CascadeDP(AuctionMechanism):
     def allocate(self, bids, setting):  # type: ignore[no-untyped-def]
-        return dp_allocation(np.maximum(bids, 0.0), setting.ctr, setting.read_on)
+        return dp_allocation(bids, setting.ctr, setting.read_on)
 
     def prices(self, bids, setting, positions, bidders):  # type: ignore[no-untyped-def]
-        bids = np.maximum(bids, 0.0)
-        ctr, read_on = setting.ctr, setting.read_on
-        out = np.zeros(len(bidders))
-        for k, ad in enumerate(bidders):
-            if positions[ad] < 0:
-                continue
-            trial = bids.copy()
-
-            def own_clicks(z: float, ad: int = ad, trial: np.ndarray = trial) -> float:
-                trial[ad] = z
-                return float(cascade_clicks(ctr, read_on, dp_allocation(trial, ctr, read_on))[ad])
-
-            out[k] = threshold_price(own_clicks, float(bids[ad]))
-        return out
+        return cascade_threshold_prices(dp_allocation, np.maximum(bids, 0.0), setting, positions, bidders)

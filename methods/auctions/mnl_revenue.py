@@ -38,5 +38,6 @@ class MNLMyerson(AuctionMechanism):
                 continue
             steps = click_steps(virtual, setting.weights, ad, float(virtual[ad]))
             payment = sum(jump * setting.prior.inverse_virtual_value(t) for t, jump in steps)
-            out[k] = payment / clicks[ad]
+            # every threshold is at most the bid; the clip only removes root-finding rounding
+            out[k] = min(payment / clicks[ad], float(bids[ad]))
         return out

@@ -43,5 +43,6 @@ class MNLWelfareVCG(AuctionMechanism):
             others[ad] = 0.0
             without = best_matching(others, weights, start)[1]
             payment = without - (welfare - bids[ad] * clicks[ad])
-            out[k] = payment / clicks[ad]
+            # 0 <= payment <= bid x clicks holds exactly; the clip only removes rounding (1e-17).
+            out[k] = min(max(payment / clicks[ad], 0.0), bids[ad])
         return out

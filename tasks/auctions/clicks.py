@@ -34,17 +34,18 @@ def mnl_clicks(weights: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def cascade_clicks(ctr: np.ndarray, continuation: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Click probability of every ad under the cascade model."""
-    m = ctr.shape[1]
-    ad_at = np.full(m, -1)
-    shown = np.flatnonzero(positions >= 0)
-    ad_at[positions[shown]] = shown
-    p_at = np.where(ad_at >= 0, ctr[np.maximum(ad_at, 0), np.arange(m)], 0.0)
-    # reach[j]: probability that the user reads position j
-    reach = np.concatenate(([1.0], np.cumprod(continuation * (1.0 - p_at))[:-1]))
-    out = np.zeros(len(positions))
-    out[shown] = (reach * p_at)[positions[shown]]
-    return out
+    """Click probability of every ad under the cascade model; `positions` may be a batch (B, n)."""
+    batch = np.atleast_2d(positions)
+    rows, ads = np.nonzero(batch >= 0)
+    cols = batch[rows, ads]
+    p_at = np.zeros((len(batch), ctr.shape[1]))
+    p_at[rows, cols] = ctr[ads, cols]
+    # reach[:, j]: probability that the user reads position j
+    through = np.cumprod(continuation * (1.0 - p_at), axis=1)
+    reach = np.concatenate([np.ones((len(batch), 1)), through[:, :-1]], axis=1)
+    out = np.zeros(batch.shape)
+    out[rows, ads] = reach[rows, cols] * p_at[rows, cols]
+    return out if positions.ndim == 2 else out[0]
 
 
 def check_allocation(positions: object, n: int, m: int, who: str) -> np.ndarray:

@@ -119,8 +119,8 @@ def _instance(row: Any, where: str, user_model: UserModel, prior: ValueDistribut
     if len(bad):
         i, j = bad[0]
         raise UserError(
-            f"{where}: field 'ctr' row {i} position {j} is {ctr[i, j]!r}; expected a click probability "
-            "strictly between 0 and 1"
+            f"{where}: field 'ctr' row {i} position {j} is {float(ctr[i, j])!r}; expected a click "
+            "probability strictly between 0 and 1"
         )
     values = _vector(row, "values", where, n, "one value per ad (row of ctr)")
     for i, v in enumerate(values):
@@ -134,8 +134,8 @@ def _instance(row: Any, where: str, user_model: UserModel, prior: ValueDistribut
         if len(outside):
             k = outside[0]
             raise UserError(
-                f"{where}: field 'continuation' entry {k} is {continuation[k]!r}; expected a probability "
-                "in [0, 1]"
+                f"{where}: field 'continuation' entry {k} is {float(continuation[k])!r}; expected a "
+                "probability in [0, 1]"
             )
     return Instance(AuctionSetting(ctr, user_model, prior, continuation), values)
 

@@ -7,7 +7,7 @@ under the users' real behaviour, an ad nobody clicks pays nothing, and a price a
 every truthful bidder's utility non-negative. A mechanism may assume a user model other than the task's
 (classic GSP assumes one click rate per ad); it is then evaluated under the task's users all the same.
 
-`threshold_price` beside the protocol is the payment identity that any mechanism with a monotone
+`threshold_prices` beside the protocol is the payment identity that any mechanism with a monotone
 allocation can use: Myerson's lemma makes it the only price under which truthful bidding is optimal.
 """
 
@@ -77,36 +77,75 @@ class AuctionMechanism(Method):
         misreport search pays for one bidder's price at a time."""
 
 
-def threshold_price(
-    own_clicks: Callable[[float], float], bid: float, grid: int = 8, tol: float = 1e-7
-) -> float:
-    """Price per click from the payment identity: P = b x(b) - integral_0^b x(z) dz, price = P / x(b),
-    where x(z) is the bidder's click probability when it bids z and the others keep their bids.
+def threshold_prices(
+    clicks_at: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    bids: np.ndarray,
+    ads: Sequence[int],
+    grid: int = 8,
+    tol: float = 1e-7,
+) -> np.ndarray:
+    """Prices per click of `ads` from the payment identity: P = b x(b) - integral_0^b x(z) dz and
+    price = P / x(b), where x(z) is the ad's click probability when it bids z and the others keep their
+    bids. `clicks_at(ads, zs)` gives x for many (ad, bid) pairs at once, so a mechanism can batch them.
 
     x is a step function (finitely many allocations). It is evaluated on `grid` equal steps of [0, b],
-    and every step whose ends differ is bisected down to `tol` x b, so each jump is located to that
-    precision. A jump hidden between two grid points with equal x (x rising and falling back, which a
-    monotone allocation never does) is missed; for a monotone allocation the price is exact to tol.
+    and every step whose ends differ is halved, all such steps of all ads in one batch per round, until
+    it is narrower than `tol` x b: each jump is located to that precision. A jump hidden between two
+    points with equal x (x rising and falling back, which a monotone allocation never does) is missed;
+    for a monotone allocation the price is exact to tol.
     """
-    if bid <= 0:
-        return 0.0
-    top = own_clicks(bid)
-    if top <= 0:
-        return 0.0
-    width = tol * bid
-
-    def integral(a: float, b: float, xa: float, xb: float) -> float:
-        if xa == xb:
-            return xa * (b - a)
-        if b - a <= width:
-            return 0.5 * (xa + xb) * (b - a)
-        c = 0.5 * (a + b)
-        xc = own_clicks(c)
-        return integral(a, c, xa, xc) + integral(c, b, xc, xb)
-
-    points = np.linspace(0.0, bid, grid + 1)
-    xs = [own_clicks(float(z)) for z in points[:-1]] + [top]
-    area = sum(integral(float(points[k]), float(points[k + 1]), xs[k], xs[k + 1]) for k in range(grid))
+    ads = np.asarray(ads, dtype=np.int64)
+    b = bids[ads].astype(float)
+    if not len(ads):
+        return np.zeros(0)
+    fractions = np.linspace(0.0, 1.0, grid + 1)
+    owner = np.repeat(np.arange(len(ads)), grid + 1)
+    z = (b[:, None] * fractions).ravel()
+    x = clicks_at(ads[owner], z).reshape(len(ads), grid + 1)
+    top = x[:, -1]
+    area = np.zeros(len(ads))
+    # open steps: (index into ads, left end, right end, x there)
+    who = np.repeat(np.arange(len(ads)), grid)
+    lo, hi = (b[:, None] * fractions[:-1]).ravel(), (b[:, None] * fractions[1:]).ravel()
+    x_lo, x_hi = x[:, :-1].ravel(), x[:, 1:].ravel()
+    while len(who):
+        flat = x_lo == x_hi
+        narrow = ~flat & (hi - lo <= tol * b[who])
+        np.add.at(area, who[flat], x_lo[flat] * (hi - lo)[flat])
+        np.add.at(area, who[narrow], 0.5 * (x_lo + x_hi)[narrow] * (hi - lo)[narrow])
+        keep = ~(flat | narrow)
+        who, lo, hi, x_lo, x_hi = who[keep], lo[keep], hi[keep], x_lo[keep], x_hi[keep]
+        if not len(who):
+            break
+        mid = 0.5 * (lo + hi)
+        x_mid = clicks_at(ads[who], mid)
+        who = np.concatenate([who, who])
+        lo, hi = np.concatenate([lo, mid]), np.concatenate([mid, hi])
+        x_lo, x_hi = np.concatenate([x_lo, x_mid]), np.concatenate([x_mid, x_hi])
     # Negative only when x fell as the bid rose (a non-monotone allocation); the platform never pays an
     # advertiser, so that price is 0 (our choice).
-    return max(0.0, bid * top - area) / top
+    payment = np.maximum(b * top - area, 0.0)
+    return np.where(top > 0, payment / np.where(top > 0, top, 1.0), 0.0)
+
+
+def cascade_threshold_prices(
+    allocation: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    bids: np.ndarray,
+    setting: AuctionSetting,
+    positions: np.ndarray,
+    bidders: Sequence[int],
+) -> np.ndarray:
+    """Threshold prices of `bidders` under an allocation rule that takes a batch of bid vectors and
+    cascade users with the setting's continuation probabilities (0 for an ad not shown)."""
+    ctr, read_on = setting.ctr, setting.read_on
+    bidders = np.asarray(bidders, dtype=np.int64)
+
+    def clicks_at(ads: np.ndarray, zs: np.ndarray) -> np.ndarray:
+        trial = np.repeat(bids[None], len(ads), axis=0)
+        trial[np.arange(len(ads)), ads] = zs
+        return cascade_clicks(ctr, read_on, allocation(trial, ctr, read_on))[np.arange(len(ads)), ads]
+
+    out = np.zeros(len(bidders))
+    shown = positions[bidders] >= 0
+    out[shown] = threshold_prices(clicks_at, bids, bidders[shown])
+    return out

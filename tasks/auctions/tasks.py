@@ -78,7 +78,7 @@ class AuctionTask(Task):
     value_mu: float = 0.0  # lognormal: log-values ~ N(mu, sigma^2)
     value_sigma: float = 0.5
     misreport_grid: tuple[float, ...] = MISREPORT_GRID
-    misreport_instances: int = 30  # auctions whose bidders are searched for profitable misreports
+    misreport_instances: int = 20  # auctions whose bidders are searched for profitable misreports
     misreport_bidders: int = 0  # per searched auction, the highest-value bidders; 0: every bidder
     exact_limit: int = 100_000  # cascade users: most allocations enumerated for the exact optimum
 

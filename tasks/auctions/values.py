@@ -72,10 +72,11 @@ class ValueDistribution:
         # sigma, written with erfcx so that it stays finite far in both tails.
         from scipy.special import erfcx
 
-        with np.errstate(divide="ignore"):
+        # phi -> -inf as v -> 0 (a bid of 0, outside the support, gets -inf).
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             z = (np.log(np.maximum(v, 1e-300)) - self.mu) / self.sigma
-        mills = math.sqrt(math.pi / 2.0) * erfcx(z / math.sqrt(2.0))
-        return v * (1.0 - self.sigma * mills)
+            mills = math.sqrt(math.pi / 2.0) * erfcx(z / math.sqrt(2.0))
+            return np.where(v > 0, v * (1.0 - self.sigma * mills), -np.inf)
 
     def inverse_virtual_value(self, t: float) -> float:
         """The value whose virtual value is `t` (phi is increasing); t = 0 gives the reserve price."""
