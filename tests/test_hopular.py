@@ -96,18 +96,18 @@ def test_training_lookup_never_reads_the_sample_itself(monkeypatch):
     seen = []
     forward = HopularNetwork.forward
 
-    def spy(self, values, state, mv, ms, forbid=None, chunk=0, keep_weights=False):
-        out, weights = forward(self, values, state, mv, ms, forbid, chunk, keep_weights=self.training)
+    def spy(self, values, state, mv, ms, own_rows=None, chunk=0, keep_weights=False):
+        out, weights = forward(self, values, state, mv, ms, own_rows, chunk, keep_weights=self.training)
         if self.training:
-            seen.append((forbid.clone(), [w.detach() for w in weights]))
+            seen.append((own_rows.clone(), [w.detach() for w in weights]))
         return out, weights
 
     monkeypatch.setattr(HopularNetwork, "forward", spy)
     X, y = _blobs(60)
     HopularClassifier(**{**TINY, "epochs": 3, "num_blocks": 2, "num_heads": 2}, random_state=0).fit(X, y)
     assert len(seen) == 3
-    for forbid, weights in seen:
-        assert torch.equal(forbid, torch.eye(60, dtype=torch.bool))
+    for own, weights in seen:
+        assert torch.equal(own, torch.arange(60))
         for w in weights:  # (1, heads, 60, 60)
             assert w.shape == (1, 2, 60, 60)
             assert torch.all(torch.diagonal(w, dim1=-2, dim2=-1) == 0)
@@ -115,10 +115,13 @@ def test_training_lookup_never_reads_the_sample_itself(monkeypatch):
 
     seen.clear()
     HopularClassifier(**{**TINY, "epochs": 2, "memory_ratio": 0.5}, random_state=1).fit(X, y)
-    for forbid, weights in seen:
-        assert forbid.shape == (60, 30) and int(forbid.sum()) == 30  # half the rows sit in memory, once each
-        for w in weights:
-            assert torch.all(w[0][:, forbid] == 0)
+    for own, weights in seen:
+        in_memory = own >= 0
+        assert int(in_memory.sum()) == 30 and sorted(own[in_memory].tolist()) == list(range(30))
+        for w in weights:  # (1, 1, 60, 30): zero where a row meets itself in the subsample
+            assert w.shape == (1, 1, 60, 30)
+            assert torch.all(w[0, :, in_memory.nonzero()[:, 0], own[in_memory]] == 0)
+            assert torch.allclose(w.sum(-1), torch.ones(1, 1, 60))
 
 
 def test_prediction_reads_only_training_rows_and_may_read_itself():
@@ -166,11 +169,11 @@ def test_chunked_training_gives_the_unchunked_gradients():
     ).train()
     values = torch.cat([torch.randn(50, 2), torch.randint(0, 3, (50, 1)).float()], 1)
     state = torch.zeros(50, 3, dtype=torch.long)
-    forbid = torch.eye(50, dtype=torch.bool)
+    own = torch.arange(50)
     grads = []
     for chunk in (0, 2 * 50 * 3):  # whole, then three queries a chunk (checkpointed)
         net.zero_grad()
-        out, _ = net(values, state, values, state, forbid=forbid, chunk=chunk)
+        out, _ = net(values, state, values, state, own_rows=own, chunk=chunk)
         out.square().sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
@@ -213,17 +216,17 @@ def test_lookahead_asynchronous_is_a_moving_average_and_synchronous_pulls_back()
     for _ in range(3):
         w.grad = torch.tensor([-1.0])  # the fast weight climbs by 1 a step
         opt.step()
-        slow += 0.25 * (float(w.detach()) - slow)
-    assert float(w.detach()) == 3.0 and float(opt.slow[0]) == pytest.approx(slow)
+        slow += 0.25 * (w.item() - slow)
+    assert w.item() == 3.0 and float(opt.slow[0]) == pytest.approx(slow)
     with opt.slow_weights():
-        assert float(w) == pytest.approx(slow)
-    assert float(w) == 3.0
+        assert w.item() == pytest.approx(slow)
+    assert w.item() == 3.0
     w2 = torch.nn.Parameter(torch.tensor([0.0]))
     opt = Lookahead(torch.optim.SGD([w2], lr=1.0), steps=2, alpha=0.5, synchronize=True)
     for _ in range(2):
         w2.grad = torch.tensor([-1.0])
         opt.step()
-    assert float(w2) == 1.0 == float(opt.slow[0])  # 0 + 0.5 * (2 - 0), and the fast weight restarts there
+    assert w2.item() == 1.0 == float(opt.slow[0])  # 0 + 0.5 * (2 - 0), and the fast weight restarts there
 
 
 def test_schedules_follow_the_official_cosine():

@@ -307,7 +307,7 @@ class HopularClassifier(ClassifierMixin, BaseEstimator):
         generator = torch.Generator(device=self.device_).manual_seed(seed)
         n = len(train)
         # A training row may not retrieve itself from the memory (the official `memory_mask`).
-        self_lookup = torch.eye(n, dtype=torch.bool, device=self.device_)
+        own_rows = torch.arange(n, device=self.device_)
         if len(held_out):
             val_values, val_state = self._encode(X[held_out], None)
             val_y = torch.tensor(y[held_out], device=self.device_)
@@ -324,16 +324,18 @@ class HopularClassifier(ClassifierMixin, BaseEstimator):
                 self.replace_probability,
                 generator,
             )
-            memory_rows = slice(None)
+            memory_rows, own = slice(None), own_rows
             if self.memory_ratio < 1.0:
                 keep = max(1, int(self.memory_ratio * n))
                 memory_rows = torch.randperm(n, generator=generator, device=self.device_)[:keep]
+                own = torch.full_like(own_rows, -1)
+                own[memory_rows] = torch.arange(keep, device=self.device_)
             output, _ = self.network_(
                 values,
                 state,
                 self.memory_values_[memory_rows],
                 self.memory_state_[memory_rows],
-                forbid=self_lookup[:, memory_rows],
+                own_rows=own,
                 chunk=self.max_lookup_entries,
             )
             feature_loss, target_loss = self._losses(output, self.memory_values_, self.memory_state_)
@@ -387,11 +389,11 @@ class HopularClassifier(ClassifierMixin, BaseEstimator):
             values, state = self.memory_values_.clone(), self.memory_state_.clone()
             state[:, -1] = MASKED
             values[:, -1] = 0.0
-            forbid = torch.eye(len(values), dtype=torch.bool, device=self.device_)
+            own_rows = torch.arange(len(values), device=self.device_)
         else:
             X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
             values, state = self._encode(X, None)
-            forbid = None
+            own_rows = None
         self.network_.eval()
         with torch.no_grad():
             _, weights = self.network_(
@@ -399,7 +401,7 @@ class HopularClassifier(ClassifierMixin, BaseEstimator):
                 state,
                 self.memory_values_,
                 self.memory_state_,
-                forbid=forbid,
+                own_rows=own_rows,
                 chunk=self.max_lookup_entries,
                 keep_weights=True,
             )

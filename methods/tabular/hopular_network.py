@@ -164,21 +164,28 @@ class HopfieldLookup(nn.Module):
         self,
         state: torch.Tensor,
         stored: torch.Tensor,
-        forbid: torch.Tensor | None = None,
+        own_rows: torch.Tensor | None = None,
         chunk: int = 0,
         keep_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`own_rows` (L,): each query's own row among the stored patterns (-1: none), which it may not
+        read; the mask is built a chunk at a time, so no L x M matrix is ever held whole."""
         q = self.split(self.query(state))
         k, v = self.split(self.key(stored)), self.split(self.value(stored))
         length = q.shape[-2]
         # Queries per chunk so that one chunk's association matrix holds at most `chunk` entries.
         rows = max(1, chunk // (self.heads * k.shape[-2])) if chunk else length
+        stored_index = torch.arange(k.shape[-2], device=k.device)
+
+        def forbid(start: int, stop: int) -> torch.Tensor | None:
+            return None if own_rows is None else own_rows[start:stop, None] == stored_index
+
         if length <= rows:
-            return self.associate(q, k, v, forbid, keep_weights)
+            return self.associate(q, k, v, forbid(0, length), keep_weights)
         parts, kept = [], []
         for start in range(0, length, rows):
             qc = q[..., start : start + rows, :]
-            fc = None if forbid is None else forbid[start : start + rows]
+            fc = forbid(start, start + rows)
             if torch.is_grad_enabled() and self.training:
                 out, weights = checkpoint(self.associate, qc, k, v, fc, keep_weights, use_reentrant=False)
             else:
@@ -212,15 +219,15 @@ class HopularBlock(nn.Module):
         x: torch.Tensor,
         memory: torch.Tensor,
         embedded: torch.Tensor,
-        forbid: torch.Tensor | None,
+        own_rows: torch.Tensor | None,
         chunk: int,
         keep_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (N, F*E) current states; memory (M, F*E) the embedded training set; embedded (N, F, E) the
-        samples' own input embeddings."""
+        samples' own input embeddings; own_rows (N,) each sample's row in the memory (-1: none)."""
         h = self.sample_norm(x).unsqueeze(0)
         retrieved, weights = self.sample_lookup(
-            h, self.sample_norm(memory).unsqueeze(0), forbid, chunk, keep_weights
+            h, self.sample_norm(memory).unsqueeze(0), own_rows, chunk, keep_weights
         )
         h = (h + retrieved).squeeze(0).unflatten(-1, (self.features, self.dim))
         h = self.feature_norm(h)
@@ -263,7 +270,7 @@ class HopularNetwork(nn.Module):
         state: torch.Tensor,
         memory_values: torch.Tensor,
         memory_state: torch.Tensor,
-        forbid: torch.Tensor | None = None,
+        own_rows: torch.Tensor | None = None,
         chunk: int = 0,
         keep_weights: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -274,7 +281,7 @@ class HopularNetwork(nn.Module):
         x = embedded.flatten(-2)
         kept = []
         for block in self.blocks:
-            x, weights = block(x, memory, embedded, forbid, chunk, keep_weights)
+            x, weights = block(x, memory, embedded, own_rows, chunk, keep_weights)
             if weights is not None:
                 kept.append(weights)
         x = self.summary_norm(self.summary_dropout(nn.functional.gelu(x)))
