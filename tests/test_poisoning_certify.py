@@ -396,3 +396,25 @@ def test_run_off_radii_match_an_exhaustive_attack_with_ties(seed):
 @pytest.mark.parametrize("seed", range(16))
 def test_run_off_radii_match_an_exhaustive_attack_with_ties_six_models(seed):
     _check_run_off_against_exhaustive_attack(6, seed)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_compiled_certificates_equal_the_official_code_with_ten_classes(seed):
+    """Ten classes exercise the pruned pair loop and several packed fields per bucket word; a
+    non-cyclic bucket table exercises the general bucket sums."""
+    rng = np.random.default_rng(100 + seed)
+    models, samples, classes, d = 30, 120, 10, 5
+    logits = rng.normal(size=(models, samples, classes)).astype(np.float32)
+    favourite = rng.integers(0, classes, size=samples)
+    logits[:, np.arange(samples), favourite] += rng.uniform(0.0, 3.0, size=samples)
+    cyclic = (np.arange(models)[:, None] + rng.permutation(models)[:d][None, :]) % models
+    scattered = np.stack([rng.permutation(models)[:d] for _ in range(models)])
+    pairs = _official_pair_table(2 * models + 4)
+    dpa_pred, dpa_radius = certify.dpa_roe_certificate(logits)
+    for bucket_models in (cyclic, scattered):
+        fa_pred, fa_radius = certify.fa_roe_certificate(logits, bucket_models)
+        for t in range(samples):
+            assert (fa_pred[t], fa_radius[t]) == _official_fa_roe(logits[:, t], bucket_models), t
+    for t in range(samples):
+        assert (dpa_pred[t], dpa_radius[t]) == _official_dpa_roe(logits[:, t], pairs), t
+    assert len(set(dpa_radius.tolist())) > 3

@@ -24,6 +24,7 @@ model `1 + 2[v = pred] - [v = c1] - [v = c2]` against the unclipped sum of the t
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 INFINITE = np.iinfo(np.int32).max // 4
@@ -104,13 +105,6 @@ def _off_diagonal_min(values: np.ndarray, p: np.ndarray) -> np.ndarray:
     return masked.min(axis=1)
 
 
-def _radius(cost: np.ndarray) -> np.ndarray:
-    """Radius from a lower bound on the poisoned samples needed. Any change needs at least one, so a bound
-    of 0 (round 2 counting equal logits against the winner, which then wins only by them) is raised to 1;
-    the official code asserts it never sees 0."""
-    return np.maximum(cost, 1) - 1
-
-
 def dpa_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DPA: prediction and radius floor((gap - 1) / 2) against the strongest other class."""
     pred, counts = plurality(logits)
@@ -120,122 +114,45 @@ def dpa_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def dpa_roe_certificate(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DPA+ROE (official `dpa_roe_certify.py`): the attack must either push the winner out of the top two
-    (round 1) or make some class c reach the final and beat the winner there (round 2); the radius is the
-    cheaper of the two, minus 1. Round 2 counts only the models strictly preferring the winner, since a
-    model with equal logits may end up voting for c."""
-    models, _, classes = logits.shape
-    pred, other, counts = run_off(logits)
-    gaps_p = np.maximum(pairwise_gaps(counts, pred), 0)  # (samples, classes)
-    # Round 1: two classes c1 != c2 (neither the winner) must both overtake the winner.
-    pair_cost = two_gap_cost(gaps_p[:, :, None], gaps_p[:, None, :]).astype(np.int64)
-    c = np.arange(classes)
-    is_pred = c[None, :] == pred[:, None]
-    excluded = np.eye(classes, dtype=bool)[None] | is_pred[:, :, None] | is_pred[:, None, :]
-    round1 = np.where(excluded, INFINITE, pair_cost).reshape(len(pred), -1).min(axis=1)
-    # Round 2: c must beat the other finalist in round 1 (c == other: free) and the winner in round 2.
-    reach = _ceil_half(pairwise_gaps(counts, other))
-    np.put_along_axis(reach, other[:, None], 0, axis=1)
-    duel = 2 * strict_preferences(logits, pred) - models + (np.arange(classes)[None, :] > pred[:, None])
-    round2 = _off_diagonal_min(np.maximum(reach, _ceil_half(duel)), pred)
-    return pred, _radius(np.minimum(round1, round2))
-
-
-def bucket_sums(weights: np.ndarray, bucket_models: np.ndarray) -> np.ndarray:
-    """(buckets, samples): for each bucket, the summed per-model weights of the models it reaches.
-
-    When bucket b reaches models (b + s) mod M for a fixed set of shifts s (FA's layout), the sum is one
-    shifted copy of `weights` per shift, with no (buckets, d, samples) intermediate."""
-    weights = weights.astype(np.int16)
-    buckets = bucket_models.shape[0]
-    shifts = bucket_models[0]
-    if buckets == weights.shape[0] and np.array_equal(
-        bucket_models, (np.arange(buckets)[:, None] + shifts[None, :]) % buckets
-    ):
-        total = np.zeros_like(weights)
-        for s in shifts:
-            total += np.roll(weights, -int(s), axis=0)
-        return total
-    return weights[bucket_models].sum(axis=1)
-
-
-def greedy_buckets(sums: np.ndarray, needed: np.ndarray) -> np.ndarray:
-    """Fewest buckets whose largest reductions add up to `needed` (per sample): a lower bound on the
-    poisoned samples needed, since any set of buckets reduces the gap by at most the sum of its sums.
-    0 when nothing is needed; INFINITE when even every bucket is not enough."""
-    top = int(sums.max(initial=0))
-    samples = sums.shape[1]
-    if top == 0:
-        return np.where(needed <= 0, 0, INFINITE)
-    # Histogram of bucket sums per sample, then walk the values from the largest down.
-    flat = (np.arange(samples, dtype=np.int64)[None, :] * (top + 1) + sums).ravel()
-    hist = np.bincount(flat, minlength=samples * (top + 1)).reshape(samples, top + 1)[:, ::-1][:, :-1]
-    values = np.arange(top, 0, -1)[None, :]
-    cum_count = hist.cumsum(axis=1)
-    cum_sum = (hist * values).cumsum(axis=1)
-    reached = cum_sum >= needed[:, None]
-    level = reached.argmax(axis=1)
-    idx = level[:, None]
-    before_sum = np.take_along_axis(cum_sum - hist * values, idx, axis=1)[:, 0]
-    before_count = np.take_along_axis(cum_count - hist, idx, axis=1)[:, 0]
-    value = np.take_along_axis(np.broadcast_to(values, hist.shape), idx, axis=1)[:, 0]
-    count = before_count + -((-(needed - before_sum)) // value)
-    count = np.where(reached.any(axis=1), count, INFINITE)
-    return np.where(needed <= 0, 0, count)
-
-
-def _gap_weights(model_votes: np.ndarray, a: np.ndarray, c: int) -> np.ndarray:
-    """Per model, how much rewriting it can lower gap(a, c): 2 if it votes a, 0 if it votes c, else 1."""
-    return 1 + (model_votes == a[None, :]).astype(np.int16) - (model_votes == c)
+    (round 1: two classes c1 != c2, neither the winner, both overtake it, at `two_gap_cost` of their gaps)
+    or make some class c reach the final (c == the other finalist: free) and beat the winner there
+    (round 2); the radius is the cheaper of the two, minus 1. Round 2 counts only the models strictly
+    preferring the winner, since a model with equal logits may end up voting for c."""
+    _check_table(logits)
+    pred, radius = _new_outputs(logits.shape[1])
+    _dpa_roe_kernel(logits, pred, radius)
+    return pred, radius
 
 
 def fa_certificate(logits: np.ndarray, bucket_models: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """FA: plurality over all models; the radius closes the gap to each class greedily, bucket by bucket."""
-    model_votes = votes(logits)
-    pred, counts = plurality(logits)
-    gaps = pairwise_gaps(counts, pred)
-    cost = np.full(gaps.shape, INFINITE, dtype=np.int64)
-    for c in range(logits.shape[-1]):
-        sums = bucket_sums(_gap_weights(model_votes, pred, c), bucket_models)
-        cost[:, c] = greedy_buckets(sums, gaps[:, c])
-    return pred, _off_diagonal_min(cost, pred) - 1
+    """FA: plurality over all models; the radius closes the gap to each class greedily, bucket by bucket
+    (a model can lower gap(pred, c) by 2 if it votes pred, 0 if it votes c, else 1)."""
+    _check_table(logits)
+    pred, radius = _new_outputs(logits.shape[1])
+    bucket_models, shifts = _bucket_layout(bucket_models, logits.shape[0])
+    _fa_kernel(logits, bucket_models, shifts, False, pred, radius)
+    return pred, radius
 
 
 def fa_roe_certificate(logits: np.ndarray, bucket_models: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """FA+ROE (official `fa_roe_certify.py`): the two attacks of DPA+ROE, each gap closed greedily bucket
     by bucket. A pair of round-1 gaps needs as many buckets as the harder of the two alone and as their
     unclipped sum does, where one model can lower the sum by `1 + 2[v = pred] - [v = c1] - [v = c2]`."""
-    models, samples, classes = logits.shape
-    d = bucket_models.shape[1]
-    model_votes = votes(logits)
-    pred, other, counts = run_off(logits)
-    # Per class, how many of each bucket's models vote it; every per-bucket reduction below is a sum of
-    # these (one model's 1 + [v = a] - [v = c] summed over the bucket is d + voters_a - voters_c).
-    voters = [bucket_sums(model_votes == c, bucket_models) for c in range(classes)]
-    voters_pred = bucket_sums(model_votes == pred[None, :], bucket_models)
-    voters_other = bucket_sums(model_votes == other[None, :], bucket_models)
-    gaps_p = pairwise_gaps(counts, pred)
-    single = np.stack(
-        [greedy_buckets(d + voters_pred - voters[c], gaps_p[:, c]) for c in range(classes)], axis=1
-    )
-    joint_base = d + 2 * voters_pred
-    round1 = np.full(samples, INFINITE, dtype=np.int64)
-    for c1 in range(classes):
-        for c2 in range(c1 + 1, classes):
-            joint = greedy_buckets(joint_base - voters[c1] - voters[c2], gaps_p[:, c1] + gaps_p[:, c2])
-            cost = np.maximum(np.maximum(single[:, c1], single[:, c2]), joint)
-            valid = (pred != c1) & (pred != c2)
-            round1 = np.where(valid, np.minimum(round1, cost), round1)
-    gaps_o = pairwise_gaps(counts, other)
-    pred_logit = logit_of(logits, pred)
-    round2 = np.full(samples, INFINITE, dtype=np.int64)
-    for c in range(classes):
-        reach = greedy_buckets(d + voters_other - voters[c], gaps_o[:, c])
-        reach = np.where(other == c, 0, reach)
-        prefers_pred = pred_logit > logits[:, :, c]  # strictly, as round 2 counts it
-        duel_need = 2 * prefers_pred.sum(axis=0) - models + (c > pred)
-        duel = greedy_buckets(2 * bucket_sums(prefers_pred, bucket_models), duel_need)
-        round2 = np.where(pred != c, np.minimum(round2, np.maximum(reach, duel)), round2)
-    return pred, _radius(np.minimum(round1, round2))
+    _check_table(logits)
+    pred, radius = _new_outputs(logits.shape[1])
+    bucket_models, shifts = _bucket_layout(bucket_models, logits.shape[0])
+    _fa_kernel(logits, bucket_models, shifts, True, pred, radius)
+    return pred, radius
+
+
+def greedy_buckets(sums: np.ndarray, needed: np.ndarray) -> np.ndarray:
+    """Per sample (column of the (buckets, samples) `sums`, all >= 0), the fewest buckets whose largest
+    reductions add up to `needed`: a lower bound on the poisoned samples needed, since any set of buckets
+    reduces the gap by at most the sum of its sums. 0 when nothing is needed; INFINITE when even every
+    bucket is not enough."""
+    sums = np.ascontiguousarray(np.asarray(sums, dtype=np.int64).T)
+    hist = np.zeros(int(sums.max(initial=0)) + 1, dtype=np.int64)
+    return np.array([_greedy(row, len(row), int(n), hist) for row, n in zip(sums, needed, strict=True)])
 
 
 def certified_accuracy(
@@ -244,3 +161,247 @@ def certified_accuracy(
     """Share of samples predicted right with a radius of at least r, for each r."""
     correct = pred == labels
     return {r: float(np.mean(correct & (radius >= r))) for r in radii}
+
+
+# --- Compiled kernels (numba). The certificates loop over samples, and per sample over models, buckets
+# and class pairs with early exits; written as whole-array numpy they made (models, samples, classes)
+# temporaries and ran every pair's greedy count in full, 20-50x slower. numba compiles these loops once
+# (cached on disk) and runs them on the calling thread only.
+
+
+def _check_table(logits: np.ndarray) -> None:
+    if logits.ndim != 3 or logits.shape[2] < 2 or logits.shape[0] < 1:
+        raise ValueError(f"logits must be (models, samples, classes >= 2), got shape {logits.shape}")
+
+
+def _new_outputs(samples: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(samples, dtype=np.int64), np.zeros(samples, dtype=np.int64)
+
+
+def _bucket_layout(bucket_models: np.ndarray, models: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bucket->models table as int64, and FA's shifts when bucket b reaches models (b + s) mod M for
+    every b (then bucket sums are shifted copies, which vectorise); an empty shift array otherwise."""
+    bucket_models = np.ascontiguousarray(bucket_models, dtype=np.int64)
+    shifts = bucket_models[0] % models
+    buckets = bucket_models.shape[0]
+    cyclic = buckets == models and np.array_equal(
+        bucket_models, (np.arange(buckets)[:, None] + shifts[None, :]) % models
+    )
+    return bucket_models, (shifts if cyclic else np.zeros(0, dtype=np.int64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _half_up(x: int) -> int:
+    """ceil(max(x, 0) / 2) of one integer."""
+    return (max(x, 0) + 1) // 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _tally(logits, t, vote, counts):  # type: ignore[no-untyped-def]
+    """Sample t: each model's argmax vote (ties to the smaller class) and the votes per class."""
+    counts[:] = 0
+    for m in range(logits.shape[0]):
+        best, value = 0, logits[m, t, 0]
+        for c in range(1, logits.shape[2]):
+            if logits[m, t, c] > value:
+                best, value = c, logits[m, t, c]
+        vote[m] = best
+        counts[best] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _finalists(logits, t, counts):  # type: ignore[no-untyped-def]
+    """Sample t: (plurality winner, run-off winner, other finalist) from the round-1 counts."""
+    first = 0
+    for c in range(1, counts.size):
+        if counts[c] > counts[first]:
+            first = c
+    second = -1
+    for c in range(counts.size):
+        if c != first and (second < 0 or counts[c] > counts[second]):
+            second = c
+    prefer_first = 0
+    for m in range(logits.shape[0]):
+        if logits[m, t, first] > logits[m, t, second]:
+            prefer_first += 1
+    if 2 * prefer_first - logits.shape[0] + (1 if second > first else 0) >= 1:
+        return first, first, second
+    return first, second, first
+
+
+@numba.njit(cache=True, nogil=True)
+def _greedy(reducers, n, need, hist):  # type: ignore[no-untyped-def]
+    """Fewest of reducers[:n] (each >= 0), largest first, that add up to `need`; INFINITE if all do not.
+    Mostly the largest value alone suffices (consensus tables); otherwise a histogram walk."""
+    if need <= 0:
+        return 0
+    top = 0
+    for b in range(n):
+        top = max(top, reducers[b])
+    if top <= 0:
+        return INFINITE
+    at_top = 0
+    for b in range(n):
+        at_top += 1 if reducers[b] == top else 0
+    if at_top * top >= need:
+        return (need + top - 1) // top
+    hist[: top + 1] = 0
+    for b in range(n):
+        hist[reducers[b]] += 1
+    count, total = 0, 0
+    for value in range(top, 0, -1):
+        if total + hist[value] * value >= need:
+            return count + (need - total + value - 1) // value
+        total += hist[value] * value
+        count += hist[value]
+    return INFINITE
+
+
+@numba.njit(cache=True, nogil=True)
+def _bucket_sums(per_model, bucket_models, shifts, out):  # type: ignore[no-untyped-def]
+    """out[w, b] = sum of per_model[w] over the models bucket b reaches (FA's shifted copies when
+    `shifts` is given)."""
+    out[:] = 0
+    models = per_model.shape[1]
+    for w in range(per_model.shape[0]):
+        if shifts.size:
+            for s in shifts:
+                for b in range(models - s):
+                    out[w, b] += per_model[w, b + s]
+                for b in range(models - s, models):
+                    out[w, b] += per_model[w, b + s - models]
+        else:
+            for b in range(bucket_models.shape[0]):
+                for j in range(bucket_models.shape[1]):
+                    out[w, b] += per_model[w, bucket_models[b, j]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _unpack(packed, c, bits, per_word, out):  # type: ignore[no-untyped-def]
+    """out[b] = class c's field of the packed per-bucket counts."""
+    word, shift, mask = c // per_word, bits * (c % per_word), (1 << bits) - 1
+    for b in range(out.size):
+        out[b] = (packed[word, b] >> shift) & mask
+
+
+@numba.njit(cache=True, nogil=True)
+def _dpa_roe_kernel(logits, pred_out, radius_out):  # type: ignore[no-untyped-def]
+    models, samples, classes = logits.shape
+    vote = np.zeros(models, dtype=np.int64)
+    counts = np.zeros(classes, dtype=np.int64)
+    gaps = np.zeros(classes, dtype=np.int64)
+    prefer = np.zeros(classes, dtype=np.int64)
+    for t in range(samples):
+        _tally(logits, t, vote, counts)
+        _, pred, other = _finalists(logits, t, counts)
+        for c in range(classes):
+            gaps[c] = max(counts[pred] - counts[c] + (1 if c > pred else 0), 0)
+        best = INFINITE
+        for c1 in range(classes):  # round 1: the closed form of dp_calc's pair table
+            for c2 in range(c1 + 1, classes):
+                if c1 != pred and c2 != pred:
+                    i, j = gaps[c1], gaps[c2]
+                    best = min(best, max(_half_up(i), _half_up(j), (i + j + 2) // 3))
+        prefer[:] = 0  # round 2: models strictly preferring the winner to each class
+        for m in range(models):
+            own = logits[m, t, pred]
+            for c in range(classes):
+                prefer[c] += 1 if own > logits[m, t, c] else 0
+        for c in range(classes):
+            if c == pred:
+                continue
+            reach = 0 if c == other else _half_up(counts[other] - counts[c] + (1 if c > other else 0))
+            best = min(best, max(reach, _half_up(2 * prefer[c] - models + (1 if c > pred else 0))))
+        pred_out[t] = pred
+        # Any change needs at least one poisoned sample, so a bound of 0 (round 2 counting equal logits
+        # against the winner, which then wins only by them) is raised to 1; the official code asserts it
+        # never sees 0.
+        radius_out[t] = max(best, 1) - 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _fa_kernel(logits, bucket_models, shifts, run_off, pred_out, radius_out):  # type: ignore[no-untyped-def]
+    """FA (run_off False) or FA+ROE certificates. Per bucket b and class c, voters_c[b] is how many of
+    b's d models vote c and prefer_c[b] how many strictly prefer the winner to c; both are summed over
+    buckets packed `per_word` classes to an int64 (fields of `bits` bits hold counts up to d), so one
+    pass of adds serves every class. Rewriting bucket b lowers gap(a, c) by d + voters_a[b] - voters_c[b]
+    and the round-2 duel margin by 2 prefer_c[b]."""
+    models, samples, classes = logits.shape
+    buckets, d = bucket_models.shape
+    bits = 1
+    while (1 << bits) <= d:  # fields hold counts 0..d
+        bits += 1
+    per_word = 63 // bits
+    words = (classes + per_word - 1) // per_word
+    vote = np.zeros(models, dtype=np.int64)
+    counts = np.zeros(classes, dtype=np.int64)
+    prefer = np.zeros(classes, dtype=np.int64)
+    vote_code = np.zeros((words, models), dtype=np.int64)
+    prefer_code = np.zeros((words, models), dtype=np.int64)
+    voters_packed = np.zeros((words, buckets), dtype=np.int64)
+    prefer_packed = np.zeros((words, buckets), dtype=np.int64)
+    voters = np.zeros((classes, buckets), dtype=np.int32)
+    reducers = np.zeros(buckets, dtype=np.int32)
+    single = np.zeros(classes, dtype=np.int64)
+    hist = np.zeros(3 * d + 2, dtype=np.int64)
+    for t in range(samples):
+        _tally(logits, t, vote, counts)
+        plural, pred, other = _finalists(logits, t, counts)
+        if not run_off:
+            pred = plural
+        vote_code[:] = 0
+        for m in range(models):
+            vote_code[vote[m] // per_word, m] = 1 << (bits * (vote[m] % per_word))
+        _bucket_sums(vote_code, bucket_models, shifts, voters_packed)
+        for c in range(classes):
+            _unpack(voters_packed, c, bits, per_word, voters[c])
+        best = INFINITE
+        if run_off:  # round 2 first: its bound often prunes most of round 1's pairs
+            prefer[:] = 0
+            prefer_code[:] = 0
+            for m in range(models):
+                own = logits[m, t, pred]
+                for c in range(classes):
+                    if own > logits[m, t, c]:  # strictly, as round 2 counts it
+                        prefer[c] += 1
+                        prefer_code[c // per_word, m] += 1 << (bits * (c % per_word))
+            _bucket_sums(prefer_code, bucket_models, shifts, prefer_packed)
+            for c in range(classes):
+                if c == pred:
+                    continue
+                reach = 0
+                if c != other:
+                    for b in range(buckets):
+                        reducers[b] = d + voters[other, b] - voters[c, b]
+                    gap = counts[other] - counts[c] + (1 if c > other else 0)
+                    reach = _greedy(reducers, buckets, gap, hist)
+                if reach >= best:
+                    continue
+                _unpack(prefer_packed, c, bits, per_word, reducers)
+                for b in range(buckets):
+                    reducers[b] *= 2
+                need = 2 * prefer[c] - models + (1 if c > pred else 0)
+                best = min(best, max(reach, _greedy(reducers, buckets, need, hist)))
+        for c in range(classes):
+            if c == pred:
+                continue
+            for b in range(buckets):
+                reducers[b] = d + voters[pred, b] - voters[c, b]
+            single[c] = _greedy(reducers, buckets, counts[pred] - counts[c] + (1 if c > pred else 0), hist)
+            if not run_off:
+                best = min(best, single[c])
+        if run_off:  # round 1: two classes c1, c2 (neither the winner) both overtake it
+            for c1 in range(classes):
+                for c2 in range(c1 + 1, classes):
+                    if c1 == pred or c2 == pred:
+                        continue
+                    bound = max(single[c1], single[c2])
+                    if bound >= best:
+                        continue
+                    for b in range(buckets):
+                        reducers[b] = d + 2 * voters[pred, b] - voters[c1, b] - voters[c2, b]
+                    need = 2 * counts[pred] - counts[c1] - counts[c2] + (1 if c1 > pred else 0)
+                    need += 1 if c2 > pred else 0
+                    best = min(best, max(bound, _greedy(reducers, buckets, need, hist)))
+        pred_out[t] = pred
+        radius_out[t] = max(best, 1) - 1 if run_off else best - 1
