@@ -103,7 +103,7 @@ def json_safe(value: Any, where: str, problems: list[str], depth: int = 0) -> tu
                 note(f"{at} ({type(v).__name__}) could not be converted ({err}): dropped")
                 return None
             return safe(plain, at, level + 1)
-        note(f"{at} is a {type(v).__name__}, not a JSON value: dropped")
+        note(f"{at} ({type(v).__name__}) is not a JSON value: dropped")
         return None
 
     return safe(value, where, depth), problems

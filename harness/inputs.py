@@ -10,7 +10,9 @@ A folder's digest covers the relative path and content of every file under it, e
 with a dot (`.git`, `.cache`: what loaders never read). Hashing a model folder takes seconds, so every
 file's digest is kept in `$LOGITBENCH_CACHE/input-digests/` under its resolved path, with the size and
 modification time it had: a file whose size and mtime are unchanged is not read again. A process also
-remembers the digests it has seen, so planning a board of many runs over one input costs one stat a run.
+remembers the digests it has seen: a file costs one stat a run when a board is planned, and a folder is
+walked once a second at most (a board's many runs over one image folder walk it once). A worker checks
+every input again before it runs, so an edit after planning is refused, never stored under the old key.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import json
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 DIGEST_PREFIX = "sha256:"
 _CHUNK = 1 << 20
-# (resolved path) -> (signature of what was hashed, digest); a process-wide memo in front of the disk cache.
-_MEMO: dict[str, tuple[tuple, str]] = {}
+# (resolved path) -> (signature of what was hashed, digest, when); a process-wide memo before the disk cache.
+_MEMO: dict[str, tuple[tuple, str, float]] = {}
+FOLDER_TRUST_S = 1.0  # how long a process trusts a folder's digest without walking the folder again
 
 
 def local_path(value: object) -> Path | None:
@@ -39,10 +43,13 @@ def local_path(value: object) -> Path | None:
 def content_digest(path: Path) -> str:
     """`sha256:<hex>` of a file's bytes, or of a folder's files (relative names and contents)."""
     resolved = path.resolve()
+    memo = _MEMO.get(str(resolved))
+    if memo is not None and resolved.is_dir() and time.monotonic() - memo[2] < FOLDER_TRUST_S:
+        return memo[1]
     files = _files(resolved)
     signature = tuple((rel, st.st_size, st.st_mtime_ns) for rel, _, st in files)
-    memo = _MEMO.get(str(resolved))
     if memo is not None and memo[0] == signature:
+        _MEMO[str(resolved)] = (signature, memo[1], time.monotonic())
         return memo[1]
     cache_file = _cache_dir() / f"{hashlib.sha256(str(resolved).encode()).hexdigest()[:32]}.json"
     known = _read_cache(cache_file, resolved)
@@ -61,7 +68,7 @@ def content_digest(path: Path) -> str:
         digest = DIGEST_PREFIX + combined.hexdigest()
     else:
         digest = DIGEST_PREFIX + digests[""][2]
-    _MEMO[str(resolved)] = (signature, digest)
+    _MEMO[str(resolved)] = (signature, digest, time.monotonic())
     return digest
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from harness.store import ResultStore
 
@@ -19,7 +23,11 @@ methods: [{name: diag-sleep, params: {seconds: 0.4}}]
 
 
 def _start(path, results, workers=1):
-    env = {**os.environ, "LOGITBENCH_RESULTS": str(results)}
+    env = {
+        **os.environ,
+        "LOGITBENCH_RESULTS": str(results),
+        "LOGITBENCH_PLUGIN_MODULES": "lb_diagnostics,lb_store_probe",
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "harness.cli", "run", str(path), "--workers", str(workers), "--no-progress"],
         env=env,
@@ -86,3 +94,79 @@ def test_two_processes_on_one_results_folder_corrupt_nothing(board_file, tmp_pat
     found, problems = store.read_many(store.all_keys())
     assert len(found) == 6 and not problems
     assert not list(results.rglob("*.tmp"))
+
+
+def _logged_board(board_file, log, seeds, seconds=0.3):
+    return board_file(
+        f"name: race\nseeds: {list(range(seeds))}\ntasks: [diag/echo]\n"
+        f"methods: [{{name: probe-log, params: {{seconds: {seconds}, log: '{log}'}}}}]\n"
+    )
+
+
+def _starts(log, offset=0):
+    """How many times each seed was started in the log from `offset` on."""
+    if not log.exists():
+        return collections.Counter()
+    lines = log.read_text()[offset:].splitlines()
+    return collections.Counter(int(line.split()[1]) for line in lines if line.startswith("start "))
+
+
+def _state(store):
+    """(run_id of each ok record, problems): every record must be readable."""
+    found, problems = store.read_many(store.all_keys())
+    return {k: r.data["run_id"] for k, r in found.items() if r.status == "ok"}, problems
+
+
+def test_two_concurrent_runs_execute_each_run_once(board_file, tmp_path):
+    log, results = tmp_path / "executions.log", tmp_path / "res"
+    path = _logged_board(board_file, log, seeds=8)
+    first, second = _start(path, results, workers=2), _start(path, results, workers=2)
+    for proc in (first, second):
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+    assert _starts(log) == dict.fromkeys(range(8), 1), "no run was executed by both processes"
+    ok, problems = _state(ResultStore(results))
+    assert len(ok) == 8 and not problems
+
+
+def _kill_cycles(board_file, tmp_path, cycles, seeds):
+    """`cycles` times: two `run`s on one folder, both killed with -9 at a random moment; then both run to
+    the end. In every phase each run is started at most once, and never when its ok record exists; no ok
+    record is lost or replaced, no record is unreadable, and every run ends with an ok record."""
+    log, results = tmp_path / "executions.log", tmp_path / "res"
+    path = _logged_board(board_file, log, seeds=seeds, seconds=0.25)
+    store = ResultStore(results)
+    rng = random.Random(16)
+    kept: dict[str, str] = {}
+    for cycle in range(cycles + 1):
+        offset = log.stat().st_size if log.exists() else 0
+        done = {ResultStore(results).read(k).spec.seed for k in kept}
+        procs = [_start(path, results, workers=2) for _ in range(2)]
+        if cycle < cycles:
+            time.sleep(rng.uniform(1.0, 5.0))
+            for proc in procs:
+                os.killpg(proc.pid, signal.SIGKILL)  # the run, its forkserver and its workers
+                proc.wait()
+            time.sleep(0.2)  # a write already under way in a dying worker lands before we look
+        else:
+            for proc in procs:
+                out, _ = proc.communicate(timeout=300)
+                assert proc.returncode == 0, out
+        starts = _starts(log, offset)
+        assert max(starts.values(), default=0) <= 1, f"cycle {cycle}: duplicated executions {starts}"
+        assert not set(starts) & done, f"cycle {cycle}: finished runs executed again"
+        ok, problems = _state(store)
+        assert not problems, f"cycle {cycle}: corrupt records {problems}"
+        assert {k: ok.get(k) for k in kept} == kept, f"cycle {cycle}: an ok record was lost or replaced"
+        kept = ok
+    assert len(kept) == seeds, "every run ends with an ok record"
+    assert not list(results.rglob("*.claim")) and not list(results.rglob("*.tmp")), "nothing left behind"
+
+
+def test_kill_9_cycles_with_two_concurrent_runs_lose_corrupt_and_duplicate_nothing(board_file, tmp_path):
+    _kill_cycles(board_file, tmp_path, cycles=3, seeds=12)
+
+
+@pytest.mark.slow
+def test_twenty_kill_9_cycles_with_two_concurrent_runs(board_file, tmp_path):
+    _kill_cycles(board_file, tmp_path, cycles=20, seeds=60)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from harness.cli import main
 from harness.store import ResultStore
@@ -147,3 +150,143 @@ def test_html_plots_a_declared_tradeoff(board_file, results, tmp_path, monkeypat
     assert main(["show", path, "--format", "html", "-o", str(html_file)]) == 0
     page = html_file.read_text()
     assert page.count("<svg") == 2 and "score against seconds" in page and page.count("<circle") == 2
+
+
+# -- the store's guarantees, end to end -----------------------------------------------------------
+
+
+@pytest.fixture
+def probes(monkeypatch, tmp_path):
+    """The probe plugin (tests/plugins/lb_store_probe.py) here and in every worker; a private cache."""
+    import lb_store_probe  # noqa: F401  (registers the probes in this process)
+
+    monkeypatch.setenv("LOGITBENCH_PLUGIN_MODULES", "lb_diagnostics,lb_store_probe")
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def _file_board(path):
+    return (
+        "name: f\nseeds: [0]\n"
+        f"tasks: [{{name: probe/file, params: {{path: '{path}'}}}}]\n"
+        "methods: [{name: diag-constant, params: {value: 0.0}}]\n"
+    )
+
+
+def test_an_edited_input_file_is_run_again_and_a_moved_one_is_not(
+    board_file, results, tmp_path, probes, capsys
+):
+    data = tmp_path / "value.txt"
+    data.write_text("0.25")
+    assert main(["run", str(board_file(_file_board(data))), "--no-progress"]) == 0
+    assert [r.metric("score") for r in _records(results).values()] == [0.25]
+    data.write_text("0.75")  # an edit: the old result is stale
+    assert main(["run", str(board_file(_file_board(data))), "--no-progress"]) == 0
+    assert "1 runs: 0 cached, 1 ran" in capsys.readouterr().out
+    assert sorted(r.metric("score") for r in _records(results).values()) == [0.25, 0.75]
+    moved = tmp_path / "renamed.txt"
+    data.rename(moved)  # a move: same content, same result
+    assert main(["run", str(board_file(_file_board(moved))), "--no-progress"]) == 0
+    assert "1 runs: 1 cached, 0 ran" in capsys.readouterr().out
+
+
+def test_an_input_edited_after_planning_is_refused_not_stored_under_its_old_key(results, tmp_path, probes):
+    from harness.executors import LocalExecutor
+    from harness.registries import METHODS, TASKS
+    from harness.spec import make_spec
+
+    data = tmp_path / "value.txt"
+    data.write_text("1.0")
+    spec = make_spec(TASKS.get("probe/file"), METHODS.get("diag-constant"), 0, "cpu", {"path": str(data)})
+    data.write_text("2.0")
+    executor = LocalExecutor(ResultStore(results), workers=1)
+    try:
+        record = executor.submit(spec).result()
+    finally:
+        executor.shutdown()
+    assert record.status == "failed" and "has changed since the run was planned" in record.reason
+
+
+def test_a_timed_out_attempt_never_replaces_an_ok_record(board_file, results, capsys):
+    text = (
+        "name: t\nseeds: [0, 1]\ntasks: [diag/echo]\nmethods: [{name: diag-sleep, params: {seconds: 0.5}}]\n"
+    )
+    path = str(board_file(text))
+    assert main(["run", path, "--no-progress"]) == 0
+    good = {k: r.data["run_id"] for k, r in _records(results).items()}
+    capsys.readouterr()
+    assert main(["run", path, "--no-progress", "--rerun", "always", "--timeout", "0.05"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("the earlier ok record is kept and shown") == 2
+    store = ResultStore(results)
+    assert {k: r.data["run_id"] for k, r in _records(results).items()} == good, "ok records survive"
+    assert all(store.read_failed_attempt(k).status == "timeout" for k in good)
+    assert "2 runs: 0 cached, 2 ran, 2 failed" in out and "1.0000 ± 0.0000" in out, "the board shows the ok"
+    assert main(["show", path, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.count(",ok,") == 1
+    assert main(["run", path, "--no-progress"]) == 0, "the default policy keeps the ok records"
+    assert "2 cached, 0 ran" in capsys.readouterr().out
+
+
+def test_a_tampered_record_is_reported_redone_and_kept_aside(board_file, results, capsys):
+    path = str(board_file(BOARD))
+    main(["run", path, "--no-progress"])
+    store = ResultStore(results)
+    key = next(k for k, r in _records(results).items() if r.metric("score") == 0.5)
+    data = json.loads(store.path(key).read_text())
+    data["metrics"]["score"]["value"] = 0.95  # a hand edit that leaves valid JSON and a valid spec
+    store.path(key).write_text(json.dumps(data, indent=1))
+    capsys.readouterr()
+    assert main(["show", path, "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "checksum" in captured.err and "0.95" not in captured.out, "a tampered value is never averaged in"
+    assert main(["run", path, "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert "checksum" in out.out + out.err and "5 cached, 1 ran" in out.out
+    assert store.read(key).metric("score") == 0.5
+    assert len(list(store.path(key).parent.glob(f"{key}.rejected-*.json"))) == 1
+
+
+def test_a_binary_record_is_reported_by_show_and_redone_by_run(board_file, results, capsys):
+    path = str(board_file(BOARD))
+    main(["run", path, "--no-progress"])
+    store = ResultStore(results)
+    key = store.all_keys()[0]
+    store.path(key).write_bytes(bytes(range(256)) * 8)
+    capsys.readouterr()
+    assert main(["show", path, "--format", "md"]) == 0
+    assert "not UTF-8" in capsys.readouterr().err
+    assert main(["run", path, "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert "not UTF-8" in out.out + out.err and "5 cached, 1 ran" in out.out and "Traceback" not in out.out
+    assert store.read(key).status == "ok"
+
+
+def test_details_that_json_cannot_hold_cost_a_warning_not_the_metrics(board_file, results, probes, capsys):
+    text = "name: d\nseeds: [0]\ntasks: [probe/details]\nmethods: [diag-constant]\n"
+    assert main(["run", str(board_file(text)), "--no-progress"]) == 0
+    (record,) = _records(results).values()
+    assert record.status == "ok" and record.metric("score") == 1.0
+    assert record.details == {
+        "curve": [0.5, None, 2.0],
+        "loss": None,
+        "layer": 3,
+        "model": None,
+        "kept": {"name": "edit", "heads": [1, 2]},
+    }
+    assert any("details.curve[1] is nan" in w for w in record.warnings)
+    assert any("details.model (object) is not a JSON value" in w for w in record.warnings)
+    assert "warning:" in capsys.readouterr().out
+
+
+def test_an_artifact_damaged_in_place_is_rebuilt_and_the_run_succeeds(board_file, results, probes, capsys):
+    text = "name: a\nseeds: [0]\ntasks: [probe/artifact]\nmethods: [diag-constant]\n"
+    path = str(board_file(text))
+    assert main(["run", path, "--no-progress"]) == 0
+    (value,) = (results / "artifacts" / "probe-value").glob("*/value.txt")
+    stat = value.stat()
+    value.write_text("x" * len(value.read_text()))  # unreadable, same size, mtime put back
+    os.utime(value, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert main(["run", path, "--no-progress", "--rerun", "always"]) == 0
+    (record,) = _records(results).values()
+    assert record.status == "ok" and record.metric("score") == 1.5
+    assert any("damaged" in w for w in record.warnings) and value.read_text() == "1.5"

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing as mp
+import os
 
 import pytest
 
+from harness import inputs
+from harness.artifacts import ArtifactCache
 from harness.registries import METHODS, TASKS
-from harness.spec import make_spec
-from harness.store import InvalidRecordError, ResultStore
+from harness.spec import RunSpec, make_spec
+from harness.store import InvalidRecordError, ResultStore, record_checksum
 from harness.worker import build_record
 
 
@@ -57,3 +62,248 @@ def test_records_are_plain_json_with_spec_and_key(tmp_path):
     path = ResultStore(tmp_path).write(data)
     stored = json.loads(path.read_text())
     assert stored["key"] == data["key"] and stored["spec"]["method"]["name"] == "diag-constant"
+
+
+# -- local inputs enter the key by content ------------------------------------------------------------
+
+TABLE = "a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n"
+
+
+def _table_key(path, **params):
+    task, method = TASKS.get("tabular/table"), METHODS.get("logreg")
+    return make_spec(task, method, 0, "cpu", {"path": str(path), "target": "y", **params}).key
+
+
+def test_a_local_table_enters_the_key_by_content_not_by_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+    table = tmp_path / "t.csv"
+    table.write_text(TABLE)
+    before = _table_key(table)
+    spec = make_spec(
+        TASKS.get("tabular/table"), METHODS.get("logreg"), 0, "cpu", {"path": str(table), "target": "y"}
+    )
+    assert spec.task.inputs == (("path", "sha256:" + hashlib.sha256(TABLE.encode()).hexdigest()),)
+    assert spec.to_json()["task"]["params"]["path"] == str(table), "the record still says which file"
+    moved = tmp_path / "sub" / "renamed.csv"
+    moved.parent.mkdir()
+    table.rename(moved)
+    assert _table_key(moved) == before, "moving or renaming a file keeps its results"
+    moved.write_text(TABLE.replace("7,8,1", "7,9,1"))
+    assert _table_key(moved) != before, "editing it makes a new key"
+    assert RunSpec.from_json(json.loads(json.dumps(spec.to_json()))).key == spec.key
+
+
+def test_a_value_naming_no_file_is_its_own_identity(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+    task, method = TASKS.get("mcq/ioi"), METHODS.get("zero-shot")
+    asset = make_spec(task, method, 0, "smoke")
+    assert asset.task.inputs == (), "an asset name is not a local input"
+    hub = make_spec(task, method, 0, "smoke", {"model": "gpt2"})
+    assert hub.task.inputs == () and hub.key != asset.key
+    missing = tmp_path / "no-such.csv"
+    assert (
+        make_spec(
+            TASKS.get("tabular/table"), METHODS.get("logreg"), 0, "cpu", {"path": str(missing), "target": "y"}
+        ).task.inputs
+        == ()
+    )
+
+
+def test_a_folder_digest_covers_every_file_but_hidden_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(inputs, "FOLDER_TRUST_S", 0.0)
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "sub" / "weights.bin").write_bytes(b"\x00" * 100)
+    first = inputs.content_digest(model)
+    (model / ".cache").mkdir()
+    (model / ".cache" / "lock").write_text("x")
+    (model / ".DS_Store").write_text("x")
+    assert inputs.content_digest(model) == first
+    (model / "sub" / "weights.bin").write_bytes(b"\x00" * 99 + b"\x01")
+    changed = inputs.content_digest(model)
+    assert changed != first
+    (model / "sub" / "weights.bin").rename(model / "weights.bin")
+    assert inputs.content_digest(model) != changed, "a file's place inside the folder is part of it"
+
+
+def test_digests_are_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+    reads = []
+    real = inputs._hash_file
+    monkeypatch.setattr(inputs, "_hash_file", lambda p: reads.append(p) or real(p))
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 3_000_000)
+    digest = inputs.content_digest(big)
+    inputs._MEMO.clear()  # a new process: only the disk cache is left
+    assert inputs.content_digest(big) == digest and len(reads) == 1, (
+        "unchanged size and mtime: not read again"
+    )
+    with big.open("r+b") as fh:
+        fh.write(b"y")
+    inputs._MEMO.clear()
+    assert inputs.content_digest(big) != digest and len(reads) == 2
+    cache_file = next((tmp_path / "cache" / "input-digests").glob("*.json"))
+    cache_file.write_bytes(b"\xff garbage")  # a damaged cache costs a re-hash, never a wrong digest
+    inputs._MEMO.clear()
+    assert inputs.content_digest(big) == "sha256:" + hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_an_artifact_identity_naming_a_local_input_is_keyed_by_its_content(tmp_path):
+    cache = ArtifactCache(tmp_path, {"/data/a.csv": "sha256:aaa"})
+    moved = ArtifactCache(tmp_path, {"/elsewhere/b.csv": "sha256:aaa"})
+    edited = ArtifactCache(tmp_path, {"/data/a.csv": "sha256:bbb"})
+    key = cache.key("teacher", {"params": {"path": "/data/a.csv", "epochs": 3}})
+    assert moved.key("teacher", {"params": {"path": "/elsewhere/b.csv", "epochs": 3}}) == key
+    assert edited.key("teacher", {"params": {"path": "/data/a.csv", "epochs": 3}}) != key
+    assert ArtifactCache(tmp_path).key("k", {"x": 1}) == cache.key("k", {"x": 1})
+
+
+# -- a failed attempt never replaces an ok record; checksums; unreadable records ---------------------
+
+
+def test_a_failed_attempt_is_kept_beside_an_ok_record(tmp_path):
+    store = ResultStore(tmp_path)
+    ok = _record()
+    store.write(ok)
+    failed = {**_record(status="timeout"), "run_id": "run-2", "metrics": {}}
+    assert store.write(failed) == store.failed_path(ok["key"])
+    assert store.read(ok["key"]).data["run_id"] == "run-1", "the board keeps showing the ok record"
+    assert store.read_failed_attempt(ok["key"]).status == "timeout"
+    assert store.all_keys() == [ok["key"]]
+    store.write({**_record(value=0.7), "run_id": "run-3"})
+    assert store.read(ok["key"]).metric("score") == 0.7 and store.read_failed_attempt(ok["key"]) is None
+    store.write({**_record(status="failed"), "run_id": "run-4", "metrics": {}})
+    store.write({**_record(status="timeout"), "run_id": "run-5", "metrics": {}})
+    assert store.read(ok["key"]).data["run_id"] == "run-3"
+
+
+def test_a_record_edited_by_hand_fails_its_checksum_and_is_kept_aside_when_redone(tmp_path):
+    store = ResultStore(tmp_path)
+    data = _record()
+    path = store.write(data)
+    stored = json.loads(path.read_text())
+    assert stored["checksum"] == record_checksum(stored)
+    path.write_text(path.read_text().replace('"value": 0.5', '"value": 0.9'))  # still valid JSON
+    with pytest.raises(InvalidRecordError, match="field 'checksum' does not match"):
+        store.read(data["key"])
+    found, problems = store.read_many([data["key"]])
+    assert found == {} and "will be redone" in problems[0]
+    store.write({**data, "run_id": "run-2"})
+    assert store.read(data["key"]).data["run_id"] == "run-2"
+    aside = list(path.parent.glob(f"{data['key']}.rejected-*.json"))
+    assert len(aside) == 1 and '"value": 0.9' in aside[0].read_text(), "the tampered file is kept aside"
+    assert store.all_keys() == [data["key"]]
+
+
+def test_a_record_without_a_checksum_from_before_checksums_is_accepted(tmp_path):
+    store = ResultStore(tmp_path)
+    data = _record()
+    path = store.write(data)
+    stored = json.loads(path.read_text())
+    del stored["checksum"]
+    path.write_text(json.dumps(stored))
+    assert store.read(data["key"]).status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (bytes(range(256)) * 4, "not UTF-8"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8"),
+        (b"[" * 100_000, "not valid JSON"),
+        (b'{"schema": 1, "key": 5}', "field 'key'"),
+        (
+            b'{"schema": 1, "key": "k", "spec": {"task": [], "method": 1, "seed": 0, "scale": "cpu"}, '
+            b'"status": "ok", "metrics": {}}',
+            "field 'spec'",
+        ),
+        (b"", "not valid JSON"),
+    ],
+)
+def test_a_binary_or_malformed_record_is_reported_not_crashed_on(tmp_path, content, message):
+    store = ResultStore(tmp_path)
+    data = _record()
+    path = store.write(data)
+    path.write_bytes(content)
+    with pytest.raises(InvalidRecordError, match=message):
+        store.read(data["key"])
+    assert store.read_many([data["key"]])[0] == {}
+
+
+# -- claims ---------------------------------------------------------------------------------------
+
+
+def _hold_claim(root, key, ready, release):  # in another process
+    claim = ResultStore(root).claim(key, "holder")
+    ready.set()
+    release.wait(30)
+    claim.release()
+
+
+def test_a_claim_excludes_other_processes_and_dies_with_its_holder(tmp_path):
+    store = ResultStore(tmp_path)
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_claim, args=(str(tmp_path), "ab" * 10, ready, release))
+    holder.start()
+    assert ready.wait(30)
+    assert store.is_claimed("ab" * 10) and store.claim("ab" * 10) is None
+    assert json.loads(store.claim_path("ab" * 10).read_text())["pid"] == holder.pid
+    holder.kill()  # kill -9: the kernel drops the lock, the claim is free at once
+    holder.join()
+    assert not store.is_claimed("ab" * 10)
+    claim = store.claim("ab" * 10)
+    assert claim is not None
+    claim.release()
+    assert not store.claim_path("ab" * 10).exists(), "released claims leave no file"
+
+
+def test_a_claim_holder_removes_temporary_files_left_by_a_killed_writer(tmp_path):
+    store = ResultStore(tmp_path)
+    data = _record()
+    store.write(data)
+    leftover = store.path(data["key"]).parent / f".{data['key']}.abc.tmp"
+    leftover.write_text('{"half')
+    with store.claim(data["key"]):
+        assert not leftover.exists()
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+
+
+def test_a_damaged_artifact_is_rebuilt_once_with_a_warning(tmp_path):
+    warnings = []
+    builds = []
+
+    def build(out):
+        builds.append(out)
+        (out / "teacher.pt").write_bytes(b"weights" * 100)
+
+    cache = ArtifactCache(tmp_path, warn=warnings.append)
+    folder = cache.get_or_build("teacher", {"seed": 0}, build)
+    assert cache.get_or_build("teacher", {"seed": 0}, build) == folder and len(builds) == 1
+    (folder / "teacher.pt").write_bytes(os.urandom(700))  # same size, new content and mtime
+    assert (cache.get_or_build("teacher", {"seed": 0}, build) / "teacher.pt").read_bytes() == b"weights" * 100
+    assert len(builds) == 2 and "rebuilding" in warnings[0]
+
+    # Damage that keeps the mtime passes the cheap check; a failing run hashes what it reused in full.
+    stat = (folder / "teacher.pt").stat()
+    (folder / "teacher.pt").write_bytes(os.urandom(700))
+    os.utime(folder / "teacher.pt", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    cache.reused.clear()
+    cache.get_or_build("teacher", {"seed": 0}, build)
+    assert len(builds) == 2 and cache.discard_damaged() and "damaged" in warnings[-1]
+    cache.get_or_build("teacher", {"seed": 0}, build)
+    assert len(builds) == 3 and not cache.discard_damaged()
+
+
+def test_a_copied_artifact_with_new_mtimes_is_hashed_once_not_rebuilt(tmp_path):
+    builds = []
+    cache = ArtifactCache(tmp_path)
+    folder = cache.get_or_build("a", {}, lambda out: builds.append((out / "f").write_text("x")))
+    os.utime(folder / "f", ns=(1, 1))
+    assert cache.get_or_build("a", {}, lambda out: builds.append(1)) == folder and len(builds) == 1
+    assert json.loads((folder / ".complete").read_text())["f"][1] == 1
