@@ -175,13 +175,18 @@ def test_a_typo_in_a_numeric_column_is_an_error_naming_file_column_and_row(tmp_p
         UserError, match=r"t.csv: column 'size' is numeric except 1 of 40 values: data row 16 \('7.5x'\)"
     ):
         task.load()
-    # "?" for a missing value is the same mistake; the message says to leave the cell empty
-    csv = _write(tmp_path, "size,label\n" + rows.replace("\n7.5,", "\n?,") + "\n")
-    with pytest.raises(UserError, match="leave the cell empty"):
+    # a word for a missing value that is no usual marker is the same mistake; the message says what is
+    csv = _write(tmp_path, "size,label\n" + rows.replace("\n7.5,", "\nunknown,") + "\n")
+    with pytest.raises(UserError, match="leave the cell empty, or NA, for a missing value"):
         task.load()
-    # an empty cell is a missing value, not a typo
-    csv = _write(tmp_path, "size,label\n" + rows.replace("\n7.5,", "\n,") + "\n")
-    assert np.isnan(task.load().X[15, 0])
+    # an empty cell, NA or ? is a missing value, not a typo, in a numeric or a text column
+    for marker in ("", "NA", " ? "):
+        lines = [f"{i * 0.5},k,{'a' if i % 2 else 'b'}" for i in range(40)]
+        lines[15] = f"{marker},k,b"
+        lines[1] = f"0.5,{marker},a"
+        csv = _write(tmp_path, "size,kind,label\n" + "\n".join(lines) + "\n")
+        data = task.load()
+        assert np.isnan(data.X[15, 0]) and data.categorical == (False, True) and np.isnan(data.coded[1, 1])
 
 
 def test_numbers_stored_as_text_are_numeric_and_real_text_stays_categorical(tmp_path):

@@ -8,7 +8,8 @@ columns those are.
 A text column of a local file whose values parse as numbers except a few (at most 5% of its non-empty
 values, or a single one) is a typo in a numeric column, not a categorical feature: an error names the
 file, the column and the first offending rows. A text column whose every value parses as a number is
-numeric. Missing values are empty cells.
+numeric. A cell is missing when it is empty or holds one of the usual markers (`MISSING_MARKERS`: NA,
+N/A, NaN, null, None, ?, ...), in any column of a local file.
 """
 
 from __future__ import annotations
@@ -107,6 +108,19 @@ def _from_pandas(frame) -> pl.DataFrame:  # type: ignore[no-untyped-def]
     return pl.DataFrame(columns)
 
 
+MISSING_MARKERS = ("NA", "N/A", "n/a", "#N/A", "<NA>", "NaN", "nan", "-nan", "NULL", "null", "None", "?")
+
+
+def _markers_to_null(frame: pl.DataFrame) -> pl.DataFrame:
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    if not text:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.col(c).str.strip_chars().is_in(MISSING_MARKERS)).then(None).otherwise(pl.col(c)).alias(c)
+        for c in text
+    )
+
+
 def load_table(path: str, target: str) -> TabularData:
     """A local CSV or parquet file with a named target column."""
     file = Path(path).expanduser()
@@ -117,13 +131,16 @@ def load_table(path: str, target: str) -> TabularData:
             frame = pl.read_parquet(file)
         elif file.suffix.lower() in (".csv", ".tsv"):
             frame = pl.read_csv(
-                file, separator="\t" if file.suffix.lower() == ".tsv" else ",", infer_schema_length=10_000
+                file,
+                separator="\t" if file.suffix.lower() == ".tsv" else ",",
+                infer_schema_length=10_000,
+                null_values=list(MISSING_MARKERS),
             )
         else:
             raise UserError(f"table file {file}: expected a .csv, .tsv or .parquet file")
     except pl.exceptions.PolarsError as err:
         raise UserError(f"table file {file} cannot be read: {str(err).splitlines()[0]}") from None
-    return frame_to_data(frame, target, str(file), strict_text=True)
+    return frame_to_data(_markers_to_null(frame), target, str(file), strict_text=True)
 
 
 def check_table(path: str, target: str) -> None:
@@ -169,7 +186,7 @@ def _numeric_text_columns(features: pl.DataFrame, source: str, strict: bool) -> 
             shown = ", ".join(f"data row {r + 1} ({text[int(r)]!r})" for r in rows[:3])
             raise UserError(
                 f"{source}: column '{name}' is numeric except {n_odd} of {n_present} values: {shown}; "
-                "expected a number (leave the cell empty for a missing value)"
+                "expected a number (leave the cell empty, or NA, for a missing value)"
             )
     return numeric
 
