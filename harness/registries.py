@@ -25,6 +25,7 @@ BUILTIN_TASK_MODULES = (
     "tasks.early_exit.tasks",
     "tasks.mcq.tasks",
     "tasks.auctions.tasks",
+    "tasks.generation.tasks",
 )
 BUILTIN_METHOD_MODULES = (
     "methods.tabular",
@@ -34,6 +35,7 @@ BUILTIN_METHOD_MODULES = (
     "methods.early_exit",
     "methods.mcq",
     "methods.auctions",
+    "methods.generation",
 )
 
 
