@@ -123,7 +123,7 @@ class GenerationTask(Task):
             heldout = _draw(data.heldout, self.heldout, ctx.rng(1))
             base, tokenizer = load(self.base, ctx.artifacts, ctx.device)
         with ctx.phase("expert"):
-            expert, finetune_seconds = self._expert(ctx, prompt, train, tokenizer)
+            expert, finetune_seconds = self.expert_model(ctx, prompt, train, tokenizer)
         models = Models(base, expert)
         with ctx.phase("generate"):
             out = sample(
@@ -165,7 +165,7 @@ class GenerationTask(Task):
         ctx.details["empty_outputs"] = sum(not t for t in texts)
         return values
 
-    def _expert(
+    def expert_model(
         self, ctx: RunContext, prompt: str, train: list[str], tokenizer: Any
     ) -> tuple[Any, float | None]:
         """(the expert model, seconds its fine-tuning took, or None for a given checkpoint)."""

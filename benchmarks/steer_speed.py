@@ -1,0 +1,91 @@
+"""STEER's decoding speed against plain sampling from the expert, and the expert's fine-tuning time.
+
+Both decode the same prompt through `generate` with top-k 10, the same batch and exactly the same number
+of new tokens (EOS is held back until the last step), on the real SmolLM2-135M pair of the
+generation/rotten-tomatoes task (cpu settings). STEER runs three streams a step (the expert's, the base's
+and the expert's on the negative prompts, which it reads first), so the goal is at least 1/3 of plain
+sampling's tokens per second. The fine-tuning time is the expert artifact's own record: built here when
+the results folder has none yet. Times one thread: `python benchmarks/steer_speed.py [--batch 16]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per row")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--results", default=os.environ.get("LOGITBENCH_RESULTS", "logitbench-results"))
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    from harness.artifacts import ArtifactCache
+    from harness.context import RunContext
+    from harness.registries import METHODS, TASKS
+    from tasks.generation.decoding import NegativePool
+    from tasks.generation.expert import training_subset
+    from tasks.generation.protocol import Models
+    from tasks.generation.streams import CachedStream, left_padded
+
+    torch.set_num_threads(1)
+    task = TASKS.get("generation/rotten-tomatoes")()
+    ctx = RunContext(0, "cpu", 1, ArtifactCache(Path(args.results) / "artifacts"))
+    from tasks.causal_lm import load
+
+    data = task.domain()
+    train = training_subset(data.train, task.finetune_examples)
+    base, tokenizer = load(task.base, ctx.artifacts, "cpu")
+    expert, finetune_seconds = task.expert_model(ctx, task.the_prompt(), train, tokenizer)
+    models = Models(base, expert)
+    eos = tokenizer.eos_token_id
+    config = GenerationConfig(
+        do_sample=True, top_k=10, max_new_tokens=args.tokens, min_new_tokens=args.tokens,
+        renormalize_logits=True, eos_token_id=eos, pad_token_id=eos,
+    )  # fmt: skip
+    prompt = tokenizer(task.the_prompt(), add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt] * args.batch)
+    pool = NegativePool(train)
+    rng = np.random.default_rng(0)
+
+    def decode(method_name: str) -> float:
+        method = METHODS.get(method_name)()
+        negative = None
+        start = time.perf_counter()
+        if method.negatives():
+            rows = [tokenizer(pool.prompt(method.negatives(), rng))["input_ids"] for _ in range(args.batch)]
+            negative = CachedStream(expert, *left_padded(rows, eos, "cpu"))
+        with torch.no_grad():
+            out = expert.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
+                logits_processor=LogitsProcessorList([method.processor(models, negative)]),
+            )  # fmt: skip
+        seconds = time.perf_counter() - start
+        assert out.shape[1] - ids.shape[1] == args.tokens
+        return args.batch * args.tokens / seconds
+
+    decode("expert")  # warm-up
+    speeds = {name: max(decode(name) for _ in range(args.repeats)) for name in ("expert", "steer")}
+    ratio = speeds["steer"] / speeds["expert"]
+    print(f"SmolLM2-135M pair, batch {args.batch}, {args.tokens} new tokens, top-k 10, torch threads 1")
+    print(f"expert sampling  {speeds['expert']:8.1f} tokens/s")
+    print(f"steer (g=e=0.2, k=5) {speeds['steer']:8.1f} tokens/s   ratio {ratio:.2f} (goal >= 0.33)")
+    print(
+        f"expert fine-tuning: {finetune_seconds:.0f} s ({task.finetune_examples} examples, "
+        f"top {task.finetune_layers} layers, {task.finetune_epochs} epoch; goal <= 600 s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
