@@ -135,3 +135,27 @@ def mean_ranks(rank_map: dict[tuple[str, str], int]) -> dict[str, float]:
     for (_, method), rank in rank_map.items():
         per_method.setdefault(method, []).append(rank)
     return {m: sum(r) / len(r) for m, r in per_method.items()}
+
+
+def mean_ranks_by_family(
+    rank_map: dict[tuple[str, str], int], family_of: dict[str, str]
+) -> dict[str, dict[str, float]]:
+    """Per family, each method's mean rank over that family's tasks only: a rank never averages a
+    distillation loss against a tabular classifier."""
+    out: dict[str, dict[tuple[str, str], int]] = {}
+    for (task, method), rank in rank_map.items():
+        out.setdefault(family_of[task], {})[(task, method)] = rank
+    return {family: mean_ranks(ranks_) for family, ranks_ in out.items()}
+
+
+def interval95(values: tuple[float, ...] | list[float]) -> tuple[float, float]:
+    """Student-t 95% confidence interval of the mean over seeds; a single seed is its own interval."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, mean
+    from scipy.stats import t
+
+    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = float(t.ppf(0.975, n - 1)) * std / n**0.5
+    return mean - half, mean + half

@@ -7,7 +7,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,6 +16,9 @@ from rich.table import Table
 from harness import leaderboard as lb
 from harness.errors import UserError
 from harness.store import ResultStore, default_results_dir
+
+if TYPE_CHECKING:
+    from harness.report import Summary
 
 EXIT_FAILED_RUNS = 1
 EXIT_INTERRUPTED = 130
@@ -110,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "md", "csv", "html", "parquet"], default="table")
     p.add_argument("--metric", default=None, help="metric to show (default: each task's primary metric)")
     p.add_argument("--output", "-o", type=Path, default=None, help="write to this file instead of stdout")
+    p.add_argument(
+        "--family", type=_csv, default=None, help="comma-separated families to keep (one section each)"
+    )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="NAME",
+        help="show a saved baseline instead of the stored results (e.g. the shipped 'reference')",
+    )
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="baselines folder for --baseline (default: as for compare)",
+    )
     p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser("baseline", help="save stored results as a named baseline")
@@ -164,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _board_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("leaderboard", help="a shipped leaderboard name or a path to a YAML file")
-    p.add_argument("--tasks", type=_csv, default=None, help="comma-separated task labels to keep")
+    p.add_argument("--tasks", "--task", type=_csv, default=None, help="comma-separated task labels to keep")
     p.add_argument("--methods", type=_csv, default=None, help="comma-separated method labels to keep")
     p.add_argument("--seeds", type=_seeds, default=None, help="seeds, e.g. 0,1,2 or 0-4")
     p.add_argument(
@@ -345,7 +363,7 @@ def _param_text(cls: type) -> str:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from harness import runner
     from harness.executors import LocalExecutor
-    from harness.report import Summary, render_table
+    from harness.report import Summary, render_table, write_report
 
     board, plan, store = _plan(args, write=not args.dry_run)
     errors = Console(stderr=True, highlight=False)
@@ -375,11 +393,17 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             "the same command resumes"
         )
         return EXIT_INTERRUPTED
-    render_table(Summary.build(board, plan, outcome.records), console)
+    summary = Summary.build(board, plan, outcome.records)
+    render_table(summary, console)
     console.print(
         f"{len(plan)} runs: {outcome.cached} cached, {ran} ran, {len(outcome.failed)} failed "
         f"(results in {store.root})"
     )
+    report_path = store.root / "reports" / f"{board.name}.html"
+    try:
+        console.print(f"report: {write_report(summary, report_path)}", highlight=False, soft_wrap=True)
+    except OSError as err:
+        _warn(errors, f"report {report_path} cannot be written ({err.strerror or err})")
     if outcome.failed:
         for record in outcome.failed:
             console.print(f"[red]{record.status}:[/] {escape(record.spec.label())}: {escape(record.reason)}")
@@ -446,9 +470,18 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     if args.format == "parquet" and args.output is None:
         raise UserError("--format parquet needs --output FILE")
     output = None if args.output is None else _output(args.output)
-    board, plan, records = _stored(args, console)
-    if args.metric is not None:
-        board.check_metric(args.metric, plan)
+    if args.baseline is not None:
+        if args.format == "parquet":
+            raise UserError("--format parquet writes stored records; with --baseline use md, csv or html")
+        summary = _baseline_summary(args)
+    else:
+        board, plan, records = _stored(args, console)
+        plan = _families(board, plan, args.family)
+        if args.metric is not None:
+            board.check_metric(args.metric, plan)
+        summary = None
+        if args.format != "parquet":
+            summary = report.Summary.build(board, plan, records, args.metric)
     if args.format == "parquet":
         try:
             records_table(plan, records).write_parquet(output)
@@ -456,7 +489,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
             raise UserError(f"--output {output} cannot be written ({err.strerror or err})") from None
         console.print(f"wrote {output}")
         return 0
-    summary = report.Summary.build(board, plan, records, args.metric)
+    assert summary is not None
     if args.format == "table" and args.output is None:
         report.render_table(summary, console)
         return 0
@@ -472,6 +505,46 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
         _write_text(output, text)
         console.print(f"wrote {output}")
     return 0
+
+
+def _families(board: lb.Leaderboard, plan: list[lb.PlannedRun], families: list[str] | None) -> list:
+    """The runs of `plan` whose task is in one of `families` (all when None)."""
+    if families is None:
+        return plan
+    have = list(dict.fromkeys(board.task_class(r.task).family for r in plan))
+    unknown = [f for f in families if f not in have]
+    if unknown:
+        raise UserError(
+            f"leaderboard '{board.name}' has no family {', '.join(map(repr, unknown))} among the selected "
+            f"tasks (families: {', '.join(have)})"
+        )
+    return [r for r in plan if board.task_class(r.task).family in families]
+
+
+def _baseline_summary(args: argparse.Namespace) -> Summary:
+    """`show --baseline NAME`: the baseline's cells as a board, narrowed like the stored results."""
+    from harness import baseline, report
+
+    baseline.check_name(args.baseline)
+    board = lb.load(args.leaderboard)
+    plan = _families(board, board.plan(args.tasks, args.methods, args.seeds), args.family)
+    if args.metric is not None:
+        board.check_metric(args.metric, plan)
+    path = baseline.find(board.name, args.baseline, args.dir)
+    document = baseline.read(path)
+    planned = {(r.task, r.method) for r in plan}
+    saved = {(c["task"], c["method"]) for c in document["cells"]}
+    errors = Console(stderr=True, highlight=False)
+    stale = sorted(f"{t} × {m}" for t, m in saved - {(r.task, r.method) for r in board.plan()})
+    if stale:
+        shown = ", ".join(stale[:3]) + (", ..." if len(stale) > 3 else "")
+        _warn(errors, f"{path}: {len(stale)} cell(s) not in leaderboard '{board.name}' left out ({shown})")
+    if not saved & planned:
+        raise UserError(f"{path}: no cell of the baseline is among the selected tasks and methods")
+    unsaved = len(planned - saved)
+    if unsaved:
+        _warn(errors, f"{path}: {unsaved} cell(s) of the selection are not in the baseline (not shown)")
+    return report.Summary.from_baseline(board, document, plan, args.metric)
 
 
 def cmd_baseline_save(args: argparse.Namespace, console: Console) -> int:

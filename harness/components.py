@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from harness.errors import UserError
+from harness.figures import Figure
 
 SCALES = ("smoke", "cpu", "paper")
 
@@ -127,6 +128,8 @@ class Task(Component):
     description: ClassVar[str] = ""
     # Two metrics the HTML report plots against each other (x, y), e.g. accuracy against layers used.
     tradeoff: ClassVar[tuple[str, str] | None] = None
+    # What else the HTML report draws for this task (harness/figures.py): a family's own figures.
+    figures: ClassVar[tuple[Figure, ...]] = ()
     # False for tasks whose data comes from a hub: `families:` adds them to `paper`-scale boards only.
     offline: ClassVar[bool] = True
 
