@@ -111,3 +111,44 @@ def test_vq_head_starts_as_a_unigram_model_within_each_code():
         members = head.mapping == code
         if members.any():
             assert torch.allclose(head.codebook[code], warm[members].mean(dim=0), atol=1e-5)
+
+
+def _two_pass_logits(head: VQLogitsHead, h: torch.Tensor) -> torch.Tensor:
+    """The gather as it was first written: index_select of the (K, N) code logits, then the bias add."""
+    scattered = (head.codebook @ h.T).index_select(0, head.mapping)
+    if head.bias is not None:
+        scattered += head.bias[:, None]
+    return scattered.T
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_gather_is_bitwise_the_two_pass_gather(threads, dtype):
+    torch.manual_seed(1)
+    vocab, codes, dim, positions = 5_000, 64, 16, 33
+    head = VQLogitsHead(torch.randn(codes, dim), torch.randint(codes, (vocab,)), token_bias=True).to(dtype)
+    with torch.no_grad():
+        head.bias.copy_(torch.randn(vocab, dtype=dtype))
+    h = torch.randn(positions, dim, dtype=dtype)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            expected = _two_pass_logits(head, h)
+            fresh = head.logits(h)
+            buffer = torch.full((vocab, positions), float("nan"), dtype=dtype)
+            into = head.logits(h, out=buffer)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(fresh, expected) and torch.equal(into, expected)
+    assert into.data_ptr() == buffer.data_ptr() and into.shape == (positions, vocab)
+
+
+def test_vq_logits_keep_their_gradient(vq):
+    h = torch.randn(4, 8, requires_grad=True)
+    vq.logits(h).sum().backward()
+    expected_h = torch.autograd.grad(_two_pass_logits(vq, h).sum(), h)[0]
+    assert torch.allclose(h.grad, expected_h)
+    assert vq.bias.grad is not None and vq.codebook.grad is not None
+    with torch.no_grad():
+        assert torch.equal(vq.logits(h), _two_pass_logits(vq, h))

@@ -85,14 +85,31 @@ class VQLogitsHead(Head):
     def code_logits(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.codebook.T  # (N, K)
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
+    def logits(self, h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """(N, V), returned as the transpose of a (V, N) array: gathering whole rows of the (K, N) code
-        logits copies contiguous memory, and the bias is added in place, so the cost is one write of the
-        output (a gather of K logits per position, not a V x d product)."""
-        scattered = (self.codebook @ h.T).index_select(0, self.mapping)  # (V, N)
-        if self.bias is not None:
-            scattered += self.bias[:, None]
-        return scattered.T
+        logits copies contiguous memory, so the cost is one write of the output (a gather of K logits per
+        position, not a V x d product). `out`, a (V, N) buffer reused across calls, spares the fresh
+        allocation's page faults, which on CPU cost more than the gather itself. Without autograd on CPU
+        the gather and the bias add are one compiled pass over the output, split over torch's threads."""
+        z = self.codebook @ h.T  # (K, N)
+        bias_grad = self.bias is not None and self.bias.requires_grad
+        if torch.is_grad_enabled() and (z.requires_grad or bias_grad):
+            if out is not None:
+                raise ValueError("VQLogitsHead.logits: out= is for inference (torch.no_grad()) only")
+            scattered = z.index_select(0, self.mapping)  # (V, N)
+            if self.bias is not None:
+                scattered += self.bias[:, None]
+            return scattered.T
+        if out is None:
+            out = torch.empty((len(self.mapping), z.shape[1]), dtype=z.dtype, device=z.device)
+        if self.bias is None:
+            torch.index_select(z, 0, self.mapping, out=out)
+        elif _fused_gather_applies(z, self.bias, out):
+            _gather_rows_add(z, self.mapping, self.bias, out)
+        else:
+            torch.index_select(z, 0, self.mapping, out=out)
+            out += self.bias[:, None]
+        return out.T
 
     def log_code_mass(self) -> torch.Tensor:
         """(K,) log S_k: log of the summed exp(bias) of each code's tokens (log count without a bias)."""
@@ -124,6 +141,29 @@ class VQLogitsHead(Head):
         moved = int((nearest != self.mapping).sum())
         self.mapping.copy_(nearest)
         return moved
+
+
+def _fused_gather_applies(z: torch.Tensor, bias: torch.Tensor, out: torch.Tensor) -> bool:
+    same = z.dtype == bias.dtype == out.dtype and z.dtype in (torch.float32, torch.float64)
+    on_cpu = z.device.type == bias.device.type == out.device.type == "cpu"
+    return same and on_cpu and z.is_contiguous() and out.is_contiguous()
+
+
+def _gather_rows_add(z: torch.Tensor, mapping: torch.Tensor, bias: torch.Tensor, out: torch.Tensor) -> None:
+    """out[v] = z[mapping[v]] + bias[v], the rows cut into one contiguous range per torch thread (the
+    compiled kernel releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.lm.gather import gather_rows_add
+
+    arrays = z.detach().numpy(), mapping.numpy(), bias.detach().numpy(), out.numpy()
+    threads = max(1, min(torch.get_num_threads(), len(mapping) // 1024))
+    if threads == 1:
+        gather_rows_add(*arrays, 0, len(mapping))
+        return
+    bounds = [len(mapping) * i // threads for i in range(threads + 1)]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda i: gather_rows_add(*arrays, bounds[i], bounds[i + 1]), range(threads)))
 
 
 def kmeans(
