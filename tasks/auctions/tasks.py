@@ -205,6 +205,7 @@ class CascadeAuctionTask(GeneratedAuctionTask):
 @register_task("auctions/file")
 @dataclass(kw_only=True)
 class FileAuctionTask(AuctionTask):
+    local_inputs: ClassVar[tuple[str, ...]] = ("path",)
     description: ClassVar[str] = "auctions from a local JSON or parquet file (ctr, values, continuation)"
     scales: ClassVar[dict] = {"smoke": {"misreport_instances": 5}, "cpu": {}, "paper": {}}
 
