@@ -71,6 +71,7 @@ class Cell:
     planned: int
     values: tuple[float, ...]
     reason: str = ""
+    degenerate: int = 0  # ok seeds whose model predicted one class for nearly everything (harness/health.py)
 
 
 def cells(
@@ -83,7 +84,7 @@ def cells(
         groups.setdefault((run.task, run.method), []).append(run)
     for (task, method), runs in groups.items():
         name = metric or board.primary_metric(task)
-        values, failed, reasons = [], 0, []
+        values, failed, reasons, degenerate = [], 0, [], 0
         for run in runs:
             record = records.get(run.spec.key)
             if record is None:
@@ -95,6 +96,7 @@ def cells(
             value = record.metric(name)
             if value is not None:
                 values.append(value)
+            degenerate += record.degenerate
         status = "failed" if failed else ("ok" if len(values) == len(runs) else "missing")
         series = pl.Series(values, dtype=pl.Float64)
         out.append(
@@ -111,6 +113,7 @@ def cells(
                 planned=len(runs),
                 values=tuple(values),
                 reason="; ".join(reasons),
+                degenerate=degenerate,
             )
         )
     return out

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.aggregate import cells
+from harness.aggregate import Cell, cells
 from harness.environment import environment
 from harness.errors import UserError
 from harness.leaderboard import Leaderboard, PlannedRun, leaderboards_dir
@@ -101,7 +101,8 @@ def save(
                         skipped.append(f"{cell.task} × {cell.method} ({cell.status})")
                     continue
                 entry = saved.setdefault(
-                    f"{cell.task}\t{cell.method}", {"task": cell.task, "method": cell.method, "metrics": {}}
+                    f"{cell.task}\t{cell.method}",
+                    {"task": cell.task, "method": cell.method, "degenerate": cell.degenerate, "metrics": {}},
                 )
                 entry["metrics"][metric.name] = {
                     "values": list(cell.values),
@@ -182,6 +183,12 @@ def _check_cell(cell: Any, where: str) -> None:
         if not isinstance(cell.get(key), str) or not cell[key]:
             raise UserError(f"{where}: field '{key}' must be a non-empty string, got {_short(cell.get(key))}")
     where = f"{where} ({cell['task']} × {cell['method']})"
+    degenerate = cell.get("degenerate", 0)
+    if isinstance(degenerate, bool) or not isinstance(degenerate, int) or degenerate < 0:
+        raise UserError(
+            f"{where}: field 'degenerate' must be a whole number ≥ 0 (seeds flagged), "
+            f"got {_short(degenerate)}"
+        )
     metrics = cell.get("metrics")
     if not isinstance(metrics, dict) or not metrics:
         raise UserError(f"{where}: field 'metrics' must be a non-empty object of metric name to values")
@@ -318,8 +325,23 @@ def compare(
                 continue
             tol = entry["tolerance"] if tolerance is None else tolerance
             delta, p, word, note = verdict(base, cell.values, entry["higher_is_better"], tol, alpha)
+            if metric == board.task_class(task).primary_metric:
+                word, note = degenerate_verdict(cell, saved.get("degenerate"), word, note)
             out.append(Comparison(task, method, metric, base, cell.values, delta, p, word, note))
     return out
+
+
+def degenerate_verdict(cell: Cell, saved: int | None, word: str, note: str) -> tuple[str, str]:
+    """A cell whose model collapsed (harness/health.py) where the baseline's had not is worse, whatever
+    its metric says; `saved` is the baseline's count of degenerate seeds, None for a baseline saved
+    before health figures (then it is only noted)."""
+    if not cell.degenerate:
+        return word, note
+    flagged = f"degenerate {cell.degenerate}/{cell.planned} seeds (one class for nearly everything)"
+    if saved == 0:
+        return "worse", f"newly {flagged}; the baseline's was not"
+    known = "as in the baseline" if saved else "the baseline does not say whether it was"
+    return word, "; ".join(filter(None, [note, f"{flagged}, {known}"]))
 
 
 def describe(values: tuple[float, ...]) -> str:

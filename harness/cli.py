@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_list)
 
+    p = sub.add_parser(
+        "describe", help="a task's or method's parameters: type, default, value at each scale, meaning"
+    )
+    p.add_argument("name", help="a task or method name (see `logitbench list`)")
+    p.add_argument("--scale", default=None, help="show only this scale's values (smoke, cpu, paper)")
+    p.set_defaults(handler=cmd_describe)
+
     p = sub.add_parser("run", help="run a leaderboard (finished runs are cached)")
     _board_args(p)
     p.add_argument(
@@ -105,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_seconds, default=None, help="seconds per run (default: the leaderboard's)"
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan: runs to do and runs cached")
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="with --dry-run: one line per run with its resolved task and method parameters",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_run)
 
@@ -376,6 +389,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         for message in problems:
             _warn(errors, message)
         _print_plan(board, plan, {r.spec.key for r in todo}, len(cached), console)
+        _print_params(plan, console, per_run=args.verbose)
         return 0
     timeout = args.timeout or board.timeout_s
     outcome = runner.execute(
@@ -433,6 +447,51 @@ def _print_plan(
                 escape(task), escape(method), str(len(runs)), str(waiting), str(len(runs) - waiting)
             )
     console.print(table)
+
+
+def _print_params(plan: list[lb.PlannedRun], console: Console, per_run: bool) -> None:
+    """The resolved parameters (defaults, the scale's settings, the board's overrides), never cut: one
+    line per task and per method of the plan, or one line per run."""
+
+    def text(params: tuple) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in params) or "no parameters"
+
+    def say(line: str) -> None:
+        console.print(escape(line), highlight=False, soft_wrap=True)
+
+    if per_run:
+        say("resolved parameters per run:")
+        for run in plan:
+            say(
+                f"  {run.task} × {run.method} seed {run.spec.seed} [{run.spec.key}]: "
+                f"task {text(run.spec.task.params)}; method {text(run.spec.method.params)}"
+            )
+        return
+    say("resolved parameters (`--verbose` shows them per run):")
+    for label, ref in {r.task: r.spec.task for r in plan}.items():
+        say(f"  task {label} ({ref.name}): {text(ref.params)}")
+    for label, ref in {r.method: r.spec.method for r in plan}.items():
+        say(f"  method {label} ({ref.name}): {text(ref.params)}")
+
+
+def cmd_describe(args: argparse.Namespace, console: Console) -> int:
+    from harness.describe import check_scale, describe_lines
+    from harness.registries import METHODS, TASKS
+
+    found = [r.get(args.name) for r in (TASKS, METHODS) if args.name in r]
+    if not found:
+        import difflib
+
+        close = difflib.get_close_matches(args.name, TASKS.names() + METHODS.names(), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise UserError(f"no task or method named '{args.name}'{hint} (`logitbench list` shows all)")
+    for i, cls in enumerate(found):
+        check_scale(cls, args.scale)
+        if i:
+            console.print()
+        for line in describe_lines(cls, args.scale):
+            console.print(escape(line), highlight=False, soft_wrap=True)
+    return 0
 
 
 def _stored(args: argparse.Namespace, console: Console) -> tuple[lb.Leaderboard, list[lb.PlannedRun], dict]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from harness.errors import UserError
 from harness.executors import Executor
 from harness.leaderboard import PlannedRun
 from harness.store import InvalidRecordError, Record, ResultStore
@@ -70,11 +72,13 @@ def execute(
     todo, records, problems = split_plan(plan, store, rerun)
     outcome = Outcome(planned=len(plan), cached=len(records), records=dict(records), problems=problems)
     for message in problems:
-        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if not todo:
         _collect_failures(outcome)
         return outcome
     executor = make_executor()
+    # Without a live display (--no-progress, or output to a file as in CI) each finished run is one line.
+    show_lines = not show_progress or not console.is_terminal
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -85,7 +89,7 @@ def execute(
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
-        disable=not show_progress,
+        disable=show_lines,
         transient=False,
     )
     futures = {executor.submit(run.spec, versions[run.spec.key]): run for run in todo}
@@ -95,10 +99,16 @@ def execute(
                 f"runs ({outcome.cached} cached)", total=len(todo), running=0, elsewhere="", failed=0
             )
             pending = set(futures)
+            finished = 0
             while pending:
                 done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    _settle(future.result(), futures[future], store, outcome, progress.console)
+                    run, record = futures[future], future.result()
+                    _settle(record, run, store, outcome, progress.console)
+                    if show_lines:
+                        finished += 1
+                        line = finished_line(record, run, finished, len(todo))
+                        console.print(escape(line), highlight=False, soft_wrap=True)
                 waiting = executor.waiting()
                 progress.update(
                     bar,
@@ -119,7 +129,9 @@ def _settle(record: Record, run: PlannedRun, store: ResultStore, outcome: Outcom
     """Take a finished run's record into the outcome, with what the user should hear about it."""
     label = run.spec.label()
     for warning in record.warnings:
-        console.print(f"[yellow]warning:[/] {label}: {warning}", highlight=False)
+        console.print(
+            f"[yellow]warning:[/] {escape(label)}: {escape(warning)}", highlight=False, soft_wrap=True
+        )
     outcome.records[record.key] = record
     if record.status == "ok":
         return
@@ -134,7 +146,27 @@ def _settle(record: Record, run: PlannedRun, store: ResultStore, outcome: Outcom
         kept = (
             f" (the earlier ok record is kept and shown; this attempt is in {store.failed_path(record.key)})"
         )
-    console.print(f"[red]{record.status}:[/] {label}: {record.reason}{kept}", highlight=False)
+    console.print(
+        f"[red]{record.status}:[/] {escape(label)}: {escape(record.reason + kept)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def finished_line(record: Record, run: PlannedRun, done: int, total: int) -> str:
+    """One plain line for a finished run: task, method, seed, status, primary metric, seconds."""
+    from harness.registries import TASKS
+
+    status = record.status + (" (degenerate)" if record.degenerate else "")
+    try:
+        metric = TASKS.get(run.spec.task.name).primary_metric
+    except UserError:  # a task that vanished since planning: the line goes without its metric
+        metric = ""
+    value = record.metric(metric) if metric else None
+    shown = f"{metric} {value:.4f}" if value is not None else f"{metric or 'metric'} —"
+    seconds = record.data.get("wall_seconds")
+    took = f"{seconds:.1f} s" if isinstance(seconds, int | float) else "— s"
+    return f"[{done}/{total}] {run.task} × {run.method} seed {run.spec.seed}: {status}, {shown}, {took}"
 
 
 def _collect_failures(outcome: Outcome) -> None:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.health import is_degenerate
 from harness.spec import RunSpec
 
 RECORD_SCHEMA = 1
@@ -73,6 +74,11 @@ class Record:
     def details(self) -> dict[str, Any]:
         """What the task kept beside its metrics (empty for records written before details existed)."""
         return self.data.get("details") or {}
+
+    @property
+    def degenerate(self) -> bool:
+        """Whether the run's model predicted one class for nearly everything (harness/health.py)."""
+        return is_degenerate(self.data.get("details"))
 
     @property
     def warnings(self) -> list[str]:

@@ -16,6 +16,7 @@ from typing import ClassVar
 from harness.components import Metric, Task
 from harness.context import RunContext
 from harness.errors import UserError
+from harness.health import HEALTH_METRIC, report_health
 from harness.registries import register_task
 from tasks.distillation.protocol import DistillationMethod
 from tasks.images import (
@@ -36,6 +37,7 @@ DISTILLATION_METRICS = (
     ),
     Metric("train_seconds", False, gate=False, description="training the student with this method"),
     Metric("teacher_seconds", False, gate=False, description="training the teacher (once per task and seed)"),
+    HEALTH_METRIC,
 )
 
 
@@ -124,6 +126,7 @@ class DistillationTask(Task):
             "gain_over_ce": top1 - ce_top1,
             "train_seconds": ctx.phases["train"],
             "teacher_seconds": teacher_meta["seconds"],
+            HEALTH_METRIC.name: report_health(ctx, logits.argmax(dim=1).cpu(), y_test.cpu()),
         }
 
     def _teacher_artifact(self, ctx, identity, teacher, x, y, x_test, y_test) -> Path:  # type: ignore[no-untyped-def]

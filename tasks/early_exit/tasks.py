@@ -17,6 +17,7 @@ import numpy as np
 
 from harness.components import Metric, Task
 from harness.context import RunContext
+from harness.health import HEALTH_METRIC, report_health
 from harness.registries import register_task
 from tasks.early_exit.data import GLUE, TextSet, glue, rotten_tomatoes, score
 from tasks.early_exit.protocol import EarlyExitMethod, LayerByLayerLoss, TrainingStage
@@ -35,6 +36,7 @@ EARLY_EXIT_METRICS = (
         "the batched rule's (1 when the rule only looks back)",
     ),
     Metric("train_seconds", False, gate=False),
+    HEALTH_METRIC,
 )
 
 
@@ -116,6 +118,7 @@ class EarlyExitTask(Task):
             "wall_speedup": wall,
             "exit_agreement": agreement,
             "train_seconds": _train_seconds(folder),
+            HEALTH_METRIC.name: report_health(ctx, predictions, test.labels),
         }
 
     def _batches(self, tokenizer, data: TextSet, order: np.ndarray, device: str, size: int | None = None):  # type: ignore[no-untyped-def]

@@ -22,6 +22,7 @@ import numpy as np
 from harness.components import Metric, Task
 from harness.context import RunContext
 from harness.errors import UserError
+from harness.health import HEALTH_METRIC, report_health
 from harness.registries import register_task
 from tasks.mcq.metrics import MAX_OPTIONS, MCQ_METRICS, mcq_metrics
 from tasks.mcq.prompts import DEFAULT_PROMPT, PromptTemplate, prompt_template
@@ -39,7 +40,7 @@ class MCQTask(Task):
     local_inputs: ClassVar[tuple[str, ...]] = ("model",)
     family: ClassVar[str] = "mcq"
     method_protocol: ClassVar[type] = MCQMethod
-    metrics: ClassVar[tuple[Metric, ...]] = MCQ_METRICS
+    metrics: ClassVar[tuple[Metric, ...]] = (*MCQ_METRICS, HEALTH_METRIC)
     primary_metric: ClassVar[str] = "accuracy"
     tradeoff: ClassVar[tuple[str, str] | None] = ("anchored_rate", "accuracy")
     scales: ClassVar[dict] = {"smoke": SMOKE, "cpu": CPU, "paper": PAPER}
@@ -85,6 +86,7 @@ class MCQTask(Task):
         gold = np.array([q.answer for q in data.test])
         values = mcq_metrics(probabilities, gold)
         values["questions_per_second"] = len(gold) / max(seconds, 1e-9)
+        values[HEALTH_METRIC.name] = report_health(ctx, np.asarray(probabilities).argmax(axis=1), gold)
         if method.edits_ is not None:
             ctx.details["edits"] = method.edits_
         if self.lens_questions and method.edited_scorer_ is not None:

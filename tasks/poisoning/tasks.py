@@ -17,6 +17,7 @@ import numpy as np
 
 from harness.components import Metric, Task
 from harness.context import RunContext
+from harness.health import HEALTH_METRIC, report_health
 from harness.registries import register_task
 from tasks.images import (
     HubImageSet,
@@ -49,6 +50,7 @@ POISONING_METRICS = (
         "base_models_seconds", False, gate=False, description="training the base models (once per artifact)"
     ),
     Metric("certify_seconds", False, gate=False),
+    HEALTH_METRIC,
 )
 
 
@@ -110,6 +112,7 @@ class PoisoningTask(Task):
             **summarise(pred, radius, test.y, self.radii),
             "base_models_seconds": built["seconds"],
             "certify_seconds": ctx.phases["certify"],
+            HEALTH_METRIC.name: report_health(ctx, pred, test.y),
         }
 
     def _train(self, out: Path, scheme: str, train: ImageData, test: ImageData, ctx: RunContext) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from harness.components import Metric, Task
 from harness.context import RunContext
+from harness.health import HEALTH_METRIC, report_health
 from harness.registries import register_task
 from tasks.tabular.datasets import TabularData, check_table, load_openml, load_sklearn, load_table
 from tasks.tabular.protocol import TabularMethod
@@ -23,6 +24,7 @@ TABULAR_METRICS = (
     Metric("log_loss", False, tolerance=0.02, description="cross-entropy of predicted probabilities, nats"),
     Metric("roc_auc", True, tolerance=0.01, description="one-vs-rest macro ROC-AUC"),
     Metric("fit_seconds", False, gate=False, description="mean wall seconds to fit one fold"),
+    HEALTH_METRIC,
 )
 
 
@@ -64,7 +66,11 @@ class TabularTask(Task):
             with ctx.phase("predict"):
                 fold_proba = estimator.predict_proba(X[test])
             proba[np.ix_(test, np.asarray(estimator.classes_, dtype=np.int64))] = fold_proba
-        return {**classification_metrics(y, proba), "fit_seconds": ctx.phases["fit"] / self.folds}
+        return {
+            **classification_metrics(y, proba),
+            "fit_seconds": ctx.phases["fit"] / self.folds,
+            HEALTH_METRIC.name: report_health(ctx, proba.argmax(axis=1), y),
+        }
 
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
