@@ -93,9 +93,9 @@ def main() -> None:
         for anchor in args.anchor or re.findall(r'<section id="([^"]+)"', text):
             if f'id="{anchor}"' in text:
                 target = args.out / f"{stem}--{anchor}.html"
-                # a copy that opens scrolled to the anchor: headless screenshots ignore URL fragments
-                scroll = f"<script>document.getElementById('{anchor}').scrollIntoView()</script></body>"
-                target.write_text(text.replace("</body>", scroll))
+                # a copy that shows only that section: headless screenshots ignore URL fragments
+                only = f"<style>nav,section:not(#{anchor}){{display:none}}</style></head>"
+                target.write_text(text.replace("</head>", only, 1))
                 shoot(target, args.out / f"{stem}--{anchor}.png", args.height)
 
 

@@ -77,7 +77,10 @@ def dot_whisker(points: list[Point], x_label: str) -> Figure:
             tick.set_color(BEST)
             tick.set_fontweight("bold")
     ax.set_ylim(-0.7, len(points) - 0.3)
-    ax.set_xlim(*axis_range([p.low for p in points], [p.high for p in points]))
+    lo, hi = axis_range([p.low for p in points], [p.high for p in points])
+    ax.set_xlim(lo, hi)
+    if lo < 0 < hi:  # a gain or a difference: where zero is matters
+        ax.axvline(0, color="#999999", linestyle="--", linewidth=1, zorder=0)
     ax.set_xlabel(x_label)
     ax.grid(axis="x", color="#e2e2e2")
     ax.set_axisbelow(True)

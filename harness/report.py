@@ -476,6 +476,8 @@ def render_html(summary: Summary) -> str:
             f'<figure id="{c.anchor}">{c.svg}<figcaption>{esc(c.caption)}</figcaption></figure>'
             for c in charts
         )
+        if not charts:
+            figures = "<p>No cell of this family has every seed done yet: nothing to chart.</p>"
         sections.append(
             f'<section id="{anchor}"><h2>{esc(section.family)}</h2>{_html_table(summary, section)}'
             f'<div class="charts">{figures}</div></section>'
@@ -547,11 +549,13 @@ def section_charts(summary: Summary, section: Section) -> list[Chart]:
         task_cls = summary.board.task_class(task)
         metric = summary.metric_of(task)
         points = metric_points(summary, section, task, metric)
+        planned = sum((task, m) in summary.cells for m in section.methods)
+        complete = "" if len(points) == planned else f" ({len(points)} of {planned} methods complete)"
         if points:
             out.append(
                 _chart(
                     slug("task", task, metric),
-                    f"{task}: {metric} {summary.arrow(task)}",
+                    f"{task}: {metric} {summary.arrow(task)}{complete}",
                     charts.dot_whisker(points, f"{metric} ({_direction(summary, task, metric)})"),
                 )
             )

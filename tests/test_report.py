@@ -250,3 +250,26 @@ def test_show_narrows_to_a_family_or_a_task_and_rejects_an_unknown_family(capsys
     assert "no family 'lm'" in err and "poisoning" in err and "Traceback" not in err
     assert main(["show", "quick", "--baseline", "no-such-name"]) == 2
     assert main(["show", "quick", "--baseline", "reference", "--format", "parquet", "-o", "x.parquet"]) == 2
+
+
+def test_auctions_draw_their_ratios_and_the_welfare_revenue_tradeoff(board_file):
+    text = "name: a\nscale: cpu\nseeds: [0, 1]\ntasks: [auctions/mnl]\nmethods: [gsp, vcg-separable]\n"
+    board = lb.load(str(board_file(text)))
+    plan = board.plan()
+    records = {}
+    for run in plan:
+        shift = 0.01 * run.spec.seed + (0.1 if run.method == "gsp" else 0.0)
+        raw = {"welfare": 2 + shift, "revenue": 1 - shift, "welfare_ratio": 0.8 + shift, "revenue_ratio": 0.5}
+        metrics = {k: {"value": v, "higher_is_better": True} for k, v in raw.items()}
+        records[run.spec.key] = Record(build_record(run.spec, "r", "ok", metrics, None, "t", 0.0))
+    page = render_html(Summary.build(board, plan, records))
+    nav = page.split("<nav>")[1].split("</nav>")[0]
+    for caption in (
+        "auctions/mnl: welfare ↑",
+        "auctions/mnl: welfare_ratio ↑",
+        "auctions/mnl: revenue_ratio ↑",
+    ):
+        assert caption in nav
+    assert "auctions/mnl: revenue against welfare" in nav and page.count("<svg") == 4
+    empty = render_html(Summary.build(board, plan, {}))
+    assert "nothing to chart" in empty and "<svg" not in empty
