@@ -26,11 +26,11 @@ MAX_STEPS = 200  # Dinkelbach steps; in practice a few
 
 
 def best_matching(values: np.ndarray, weights: np.ndarray, start: float = 0.0) -> tuple[np.ndarray, float]:
-    """The allocation maximising F and its value F*. `start` is a value F reaches (a lower bound)."""
+    """The allocation maximising F and its value F*. `start` is a guess at F* from below (the value of
+    some matching): the closer, the fewer steps; a guess above F* costs a step, never the answer."""
     n = len(values)
-    best = np.full(n, -1)
+    best, value = np.full(n, -1), 0.0
     lam = max(start, 0.0)
-    value = 0.0
     for _ in range(MAX_STEPS):
         profit = (values - lam)[:, None] * weights
         np.maximum(profit, 0.0, out=profit)
@@ -38,17 +38,18 @@ def best_matching(values: np.ndarray, weights: np.ndarray, start: float = 0.0) -
         keep = profit[rows, cols] > 0
         rows, cols = rows[keep], cols[keep]
         if not len(rows):
+            if lam > 0 and value == 0.0:
+                lam = 0.0  # the guess was above every value, so above F*: start again from 0
+                continue
             break
         w = weights[rows, cols]
         ratio = float(values[rows] @ w) / (1.0 + float(w.sum()))
-        if ratio <= value * (1.0 + RATIO_TOL):
-            break
-        value = lam = ratio
-        best = np.full(n, -1)
-        best[rows] = cols
-    if value == 0.0 and start > 0:
-        # `start` was not below the optimum's reach; solve from scratch.
-        return best_matching(values, weights)
+        if ratio > value:
+            best, value = np.full(n, -1), ratio
+            best[rows] = cols
+        if abs(ratio - lam) <= RATIO_TOL * lam:
+            break  # max_x N(x) - lam D(x) is 0: lam is F*, and this matching attains it
+        lam = ratio  # up from a lower bound; down (to a value reached) from a guess above F*
     return best, value
 
 
@@ -64,9 +65,9 @@ def click_steps(values: np.ndarray, weights: np.ndarray, ad: int, t_max: float) 
     a list of (value, jump), increasing in value, jumps summing to its clicks at t_max."""
     trial = values.copy()
 
-    def optimum(t: float) -> tuple[float, float]:
+    def optimum(t: float, guess: float = 0.0) -> tuple[float, float]:
         trial[ad] = t
-        positions, value = best_matching(trial, weights)
+        positions, value = best_matching(trial, weights, guess)
         return value, float(mnl_clicks(weights, positions)[ad])
 
     steps: list[tuple[float, float]] = []
@@ -76,7 +77,7 @@ def click_steps(values: np.ndarray, weights: np.ndarray, ad: int, t_max: float) 
             return
         t = (vb - va + xa * ta - xb * tb) / (xa - xb)  # where the two supporting lines cross
         t = min(max(t, ta), tb)
-        v, x = optimum(t)
+        v, x = optimum(t, va + xa * (t - ta))  # the line is a matching's value at t: a lower bound
         if v <= va + xa * (t - ta) + 1e-12 * (1.0 + abs(v)) or depth > 60:
             steps.append((t, xb - xa))
             return

@@ -205,9 +205,11 @@ class CascadeAuctionTask(GeneratedAuctionTask):
 @register_task("auctions/file")
 @dataclass(kw_only=True)
 class FileAuctionTask(AuctionTask):
-    local_inputs: ClassVar[tuple[str, ...]] = ("path",)
+    """The file's auctions, the same for every seed (the mechanisms are deterministic)."""
+
     description: ClassVar[str] = "auctions from a local JSON or parquet file (ctr, values, continuation)"
     scales: ClassVar[dict] = {"smoke": {"misreport_instances": 5}, "cpu": {}, "paper": {}}
+    local_inputs: ClassVar[tuple[str, ...]] = ("path",)  # its content, not its name, is in the run key
 
     path: str
     user_model: Literal["mnl", "cascade"] = "mnl"
