@@ -273,3 +273,13 @@ def test_auctions_draw_their_ratios_and_the_welfare_revenue_tradeoff(board_file)
     assert "auctions/mnl: revenue against welfare" in nav and page.count("<svg") == 4
     empty = render_html(Summary.build(board, plan, {}))
     assert "nothing to chart" in empty and "<svg" not in empty
+
+
+def test_run_ends_with_the_sections_and_where_the_report_is(board_file, results, capsys):
+    board = board_file("name: ends\nseeds: [0, 1]\ntasks: [diag/echo]\nmethods: [diag-constant]\n")
+    assert main(["run", str(board), "--no-progress"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    report = results / "reports" / "ends.html"
+    assert out[-1] == f"report: {report}" and report.is_file()
+    assert "diagnostics: 1 task(s), 1 method(s)" in "\n".join(out)
+    assert external_references(report.read_text()) == [] and "<nav>" in report.read_text()
