@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _board_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("leaderboard", help="a shipped leaderboard name or a path to a YAML file")
-    p.add_argument("--tasks", "--task", type=_csv, default=None, help="comma-separated task labels to keep")
+    p.add_argument("--tasks", type=_csv, default=None, help="comma-separated task labels to keep (or --task)")
     p.add_argument("--methods", type=_csv, default=None, help="comma-separated method labels to keep")
     p.add_argument("--seeds", type=_seeds, default=None, help="seeds, e.g. 0,1,2 or 0-4")
     p.add_argument(

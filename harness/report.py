@@ -290,7 +290,8 @@ def section_tables(summary: Summary, section: Section, console: Console) -> list
     chunks: list[list[str]] = []
     for task in section.tasks:
         trial = [*chunks[-1], task] if chunks else [task]
-        if chunks and _natural_width(console, _wide(summary, section, trial, 3, False, "")) <= width:
+        # room for the mean-rank column in every chunk: any of them may turn out to be the last
+        if chunks and _natural_width(console, _wide(summary, section, trial, 3, True, "")) <= width:
             chunks[-1] = trial
         else:
             chunks.append([task])
@@ -333,15 +334,16 @@ def _wide(
 def _long(summary: Summary, section: Section) -> Table:
     """Tasks as rows: one row per (task, method), for names too long to sit side by side."""
     table = Table(title=escape(_title(section)), title_justify="left")
-    for col in ("task", "method", "value", "mean rank"):
-        table.add_column(col, no_wrap=col != "task", justify="right" if col != "method" else "left")
+    table.add_column("task / method", overflow="fold")
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("mean rank", justify="right", no_wrap=True)
     for task in section.tasks:
+        table.add_row(f"[bold]{escape(task)}[/] ({escape(summary.metric_of(task))} {summary.arrow(task)})")
         for method in section.methods:
             if (task, method) in summary.cells:
                 table.add_row(
-                    f"{escape(task)} ({escape(summary.metric_of(task))} {summary.arrow(task)})",
-                    escape(method),
-                    _styled(summary, task, method, 4),
+                    f"  {escape(method)}",
+                    _styled(summary, task, method, 3),
                     summary.rank_text(section, method),
                 )
     return table
