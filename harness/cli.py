@@ -420,7 +420,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         _warn(errors, f"report {report_path} cannot be written ({err.strerror or err})")
     if outcome.failed:
         for record in outcome.failed:
-            console.print(f"[red]{record.status}:[/] {escape(record.spec.label())}: {escape(record.reason)}")
+            console.print(
+                f"[red]{record.status}:[/] {escape(record.spec.label())}: {escape(record.reason)}",
+                soft_wrap=True,
+            )
         return EXIT_FAILED_RUNS
     return 0
 

@@ -49,18 +49,18 @@ class DistillationTask(Task):
     metrics: ClassVar[tuple[Metric, ...]] = DISTILLATION_METRICS
     primary_metric: ClassVar[str] = "student_top1"
 
-    teacher: str = "cnn"
-    student: str = "mlp-small"
-    teacher_epochs: int = 30
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    augment: str = "none"
-    test_fraction: float = 0.2
-    max_train: int = 0
-    max_test: int = 0
+    teacher: str = "cnn"  # the teacher's network (tasks/distillation/networks.py)
+    student: str = "mlp-small"  # the student's network
+    teacher_epochs: int = 30  # epochs of teacher training (once per task and seed)
+    epochs: int = 30  # epochs of student training, for every method and the CE reference
+    batch_size: int = 64  # examples per step, teacher and student
+    optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9) or adam
+    lr: float = 0.05  # initial learning rate
+    weight_decay: float = 5e-4  # L2 weight decay
+    augment: str = "none"  # none, or flip-crop (CIFAR's random flip and 4-pixel-padded crop)
+    test_fraction: float = 0.2  # share held out for testing when the data has no test split
+    max_train: int = 0  # 0 keeps every training image; otherwise the first this many of the fixed split
+    max_test: int = 0  # 0 keeps every test image; otherwise the first this many of the fixed split
     teacher_checkpoint: str = ""  # a state_dict file for the teacher instead of training one
 
     def load(self) -> ImageData:
