@@ -328,6 +328,22 @@ def test_cloze_scores_follow_the_template_context(tiny):
     assert not np.allclose(default, scores), "the default context differs from the newline one"
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+@pytest.mark.parametrize("template", ["anchored-bias", "newlines"])
+def test_batched_cloze_equals_one_pass_per_option(tiny, batch_size, template):
+    _, _, model, tokenizer = tiny
+    qs = questions(9)
+    qs[4] = Question(qs[4].question, ("Oslo", "a much longer option text here", "X", qs[4].choices[3]), 1)
+    chosen = prompt_template(template)
+    reference = option_log_likelihoods(model, tokenizer, qs, "cpu", chosen)
+    scorer = Scorer(model, tokenizer, 4, "cpu", batch_size=batch_size, template=chosen)
+    batched = scorer.cloze_log_likelihoods(qs)
+    assert batched.shape == reference.shape and np.isfinite(batched).all()
+    # 1e-5, or float32's own rounding of the reference's sum (its ulp is 1.5e-5 at a score of -173)
+    np.testing.assert_allclose(batched, reference, rtol=1e-6, atol=1e-5)
+    assert len(set(np.round(reference.ravel(), 3))) > 20, "the scores differ between options"
+
+
 def test_batched_scores_equal_one_by_one_and_unpadded(tiny):
     _, _, model, tokenizer = tiny
     qs = questions(9)

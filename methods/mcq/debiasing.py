@@ -94,13 +94,10 @@ class ContextualCalibration(PositionPriorDivision):
 @register_method("cloze")
 @dataclass(kw_only=True)
 class Cloze(MCQMethod):
-    """The option texts scored as continuations of `Question: .. Answer:` (summed log-probability, one
-    pass per option), with no letters at all: immune to letter anchoring by construction, and the
-    reference for what the model knows. Costs k passes a question, unbatched."""
+    """The option texts scored as continuations of `Question: .. Answer:` (summed log-probability), with
+    no letters at all: immune to letter anchoring by construction, and the reference for what the model
+    knows. Batched: each context runs once and its cache serves all the options (the scores of one pass
+    per option, to float rounding)."""
 
     def probabilities(self, scorer: Scorer, questions: Sequence[Question]) -> np.ndarray:
-        from tasks.mcq.scoring import option_log_likelihoods
-
-        return softmax(
-            option_log_likelihoods(scorer.model, scorer.tokenizer, questions, scorer.device, scorer.template)
-        )
+        return softmax(scorer.cloze_log_likelihoods(questions))

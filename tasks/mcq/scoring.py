@@ -121,6 +121,111 @@ class Scorer:
                 out[rows] = logits[:, letter_ids].double().cpu().numpy()
         return out
 
+    def cloze_log_likelihoods(self, questions: Sequence[Question]) -> np.ndarray:
+        """(questions, options) summed log-probability of each option's text after the template's cloze
+        context: the scores of `option_log_likelihoods` (same token ids), computed in batches of
+        `batch_size` questions sorted by length. Per batch, the token prefix all its contexts share runs
+        once; the rest of each context runs once on that cache (left-padded), and its last position gives
+        every option's first token; options of two or more tokens then run on their question's cache,
+        grouped by length so that nothing is padded. One pass per option would run each context k
+        times and keep logits at every context position."""
+        import torch
+
+        contexts = [self.tokenizer.encode(self.template.cloze_context(q)) for q in questions]
+        tails = [
+            [self.tokenizer.encode(" " + c, add_special_tokens=False) for c in q.choices] for q in questions
+        ]
+        out = np.zeros((len(questions), len(questions[0].choices)))
+        order = np.argsort([-len(c) for c in contexts], kind="stable")
+        with torch.no_grad():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                out[rows] = self._cloze_batch([contexts[r] for r in rows], [tails[r] for r in rows])
+        return out
+
+    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any, **kwargs: Any) -> Any:
+        """One forward pass on top of `cache` (or none); `mask` covers the cache's tokens and the new ones."""
+        if cache is not None:
+            kwargs[_cache_argument(self.model)] = cache
+        return self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            **kwargs,
+        )
+
+    def _cloze_batch(self, contexts: list[list[int]], tails: list[list[list[int]]]) -> np.ndarray:
+        """(questions, options) cloze scores of one batch."""
+        import copy
+
+        import torch
+
+        scores = np.zeros((len(contexts), len(tails[0])))
+        # 1. The shared token prefix (each context keeps at least its last token for step 2).
+        shared = min(len(c) for c in contexts) - 1
+        for i in range(max(shared, 0)):
+            if any(c[i] != contexts[0][i] for c in contexts):
+                shared = i
+                break
+        shared = max(shared, 0)
+        cache = None
+        if shared:
+            ids = torch.tensor([contexts[0][:shared]])
+            output = self._forward(
+                ids, torch.ones_like(ids), torch.arange(shared)[None], None, logits_to_keep=1
+            )
+            cache = _cache_of(output)
+            cache.batch_repeat_interleave(len(contexts))
+        # 2. The rest of each context, left-padded after the shared part; its last position predicts
+        # every option's first token.
+        width = max(len(c) - shared for c in contexts)
+        ids = torch.zeros((len(contexts), width), dtype=torch.long)
+        mask = torch.zeros((len(contexts), shared + width), dtype=torch.long)
+        positions = torch.zeros((len(contexts), width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for i, context in enumerate(contexts):
+            n = len(context) - shared
+            ids[i, width - n :] = torch.tensor(context[shared:])
+            mask[i, shared + width - n :] = 1
+            positions[i, width - n :] = torch.arange(shared, len(context))
+        output = self._forward(ids, mask, positions, cache, logits_to_keep=1)
+        cache = _cache_of(output)
+        first = output.logits[:, -1].log_softmax(dim=-1).double().cpu().numpy()
+        for qi, options in enumerate(tails):
+            for oi, tail in enumerate(options):
+                scores[qi, oi] = first[qi, tail[0]] if tail else 0.0
+        # 3. Options of two or more tokens: their other tokens, on their question's cache, by length.
+        cells = [
+            (qi, oi) for qi, options in enumerate(tails) for oi, tail in enumerate(options) if len(tail) > 1
+        ]
+        for length in sorted({len(tails[qi][oi]) - 1 for qi, oi in cells}):
+            group = [(qi, oi) for qi, oi in cells if len(tails[qi][oi]) - 1 == length]
+            rows = torch.tensor([qi for qi, _ in group])
+            tokens = torch.tensor([tails[qi][oi] for qi, oi in group])  # (rows, length + 1)
+            group_cache = copy.deepcopy(cache)
+            group_cache.batch_select_indices(rows.to(self.device))
+            group_mask = torch.cat([mask[rows], torch.ones((len(group), length), dtype=torch.long)], dim=1)
+            starts = torch.tensor([len(contexts[qi]) for qi, _ in group])
+            logits = self._forward(
+                tokens[:, :-1], group_mask, starts[:, None] + torch.arange(length)[None], group_cache
+            ).logits
+            rest = logits.log_softmax(dim=-1).gather(2, tokens[:, 1:, None].to(logits.device))[:, :, 0]
+            for (qi, oi), value in zip(group, rest.sum(dim=1).double().cpu().numpy(), strict=True):
+                scores[qi, oi] += value
+        return scores
+
+
+def _cache_of(output: Any) -> Any:
+    return output.cache if "cache" in output else output.past_key_values
+
+
+def _cache_argument(model: Any) -> str:
+    """The forward argument taking a key/value cache: `cache` in transformers 5, `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
 
 def option_log_likelihoods(
     model: Any,
@@ -131,7 +236,7 @@ def option_log_likelihoods(
 ) -> np.ndarray:
     """(questions, options) summed log-probability of each option's text after the template's cloze
     context (`Question: .. Answer:` by default), one forward pass per option: the usual cloze scoring, the
-    baseline the engine's speed is compared to."""
+    reference `Scorer.cloze_log_likelihoods` (batched, the cloze method's) is checked and timed against."""
     import torch
 
     options = len(questions[0].choices)
