@@ -129,6 +129,10 @@ class ResultStore:
     def claim_path(self, key: str) -> Path:
         return self.runs_dir / key[:2] / f"{key}{CLAIM_SUFFIX}"
 
+    def samples_path(self, key: str) -> Path:
+        """The per-example table of the key's `ok` record, written before it (harness/samples.py)."""
+        return self.runs_dir / key[:2] / f"{key}.samples.parquet"
+
     # -- writing -------------------------------------------------------------------------------------
 
     def write(self, record: dict[str, Any]) -> Path:
@@ -151,6 +155,8 @@ class ResultStore:
         _atomic_write(target, data)
         if target == final:
             self.failed_path(data["key"]).unlink(missing_ok=True)
+            if not (data.get("samples") or {}).get("file"):  # an older run's table is not this record's
+                self.samples_path(data["key"]).unlink(missing_ok=True)
         return target
 
     def set_aside(self, path: Path) -> Path | None:
@@ -199,6 +205,13 @@ class ResultStore:
         for stale in path.parent.glob(f".{key}.*.tmp"):
             stale.unlink(missing_ok=True)
         return Claim(path, fd)
+
+    def sweep(self, key: str) -> None:
+        """Remove what a killed process left for `key` (a claim file nobody holds, temporary files)."""
+        if self.claim_path(key).exists():
+            claim = self.claim(key)
+            if claim is not None:
+                claim.release()
 
     def is_claimed(self, key: str) -> bool:
         """Whether a live process holds `key`'s claim now."""
@@ -331,6 +344,7 @@ def validate_record(data: Any) -> None:
         ("phases", (dict,)),
         ("error", (dict, type(None))),
         ("warnings", (list,)),
+        ("samples", (dict,)),
         ("checksum", (str,)),
     ):
         if field in data and not isinstance(data[field], kinds):

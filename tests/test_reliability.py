@@ -103,12 +103,12 @@ def _logged_board(board_file, log, seeds, seconds=0.3):
     )
 
 
-def _starts(log, offset=0):
-    """How many times each seed was started in the log from `offset` on."""
+def _starts(log, offset=0, event="start"):
+    """How many times each seed was started (or ended) in the log from `offset` on."""
     if not log.exists():
         return collections.Counter()
     lines = log.read_text()[offset:].splitlines()
-    return collections.Counter(int(line.split()[1]) for line in lines if line.startswith("start "))
+    return collections.Counter(int(line.split()[1]) for line in lines if line.startswith(event + " "))
 
 
 def _state(store):
@@ -130,22 +130,37 @@ def test_two_concurrent_runs_execute_each_run_once(board_file, tmp_path):
 
 
 def _kill_cycles(board_file, tmp_path, cycles, seeds):
-    """`cycles` times: two `run`s on one folder, both killed with -9 at a random moment; then both run to
-    the end. In every phase each run is started at most once, and never when its ok record exists; no ok
-    record is lost or replaced, no record is unreadable, and every run ends with an ok record."""
+    """`cycles` times: two `run`s on one folder, both killed with -9 at a random moment (mostly while runs
+    execute: a random number of executions after the phase's first, plus a random fraction of a second;
+    sometimes during start-up); then both run to the end. In every phase each run is started at most once,
+    and never when its ok record exists; no ok record is lost or replaced, no record is unreadable, and
+    every run ends with an ok record. Returns how many executions the kills cut short."""
     log, results = tmp_path / "executions.log", tmp_path / "res"
     path = _logged_board(board_file, log, seeds=seeds, seconds=0.25)
     store = ResultStore(results)
     rng = random.Random(16)
     kept: dict[str, str] = {}
+    cut_short = 0
     for cycle in range(cycles + 1):
         offset = log.stat().st_size if log.exists() else 0
         done = {ResultStore(results).read(k).spec.seed for k in kept}
         procs = [_start(path, results, workers=2) for _ in range(2)]
         if cycle < cycles:
-            time.sleep(rng.uniform(1.0, 5.0))
+            if rng.random() < 0.2:
+                time.sleep(rng.uniform(0.2, 3.0))  # planning, forkserver start-up
+            else:
+                target, deadline = rng.randint(1, 5), time.monotonic() + 300
+                while sum(_starts(log, offset).values()) < target and time.monotonic() < deadline:
+                    if all(proc.poll() is not None for proc in procs):
+                        break
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0.0, 0.4))
+            # Both at one instant: stopped first, so neither takes over a run the other is killed in
+            # (that would be a legitimate retry, not the duplicate this test counts).
+            for sig in (signal.SIGSTOP, signal.SIGKILL):
+                for proc in procs:
+                    os.killpg(proc.pid, sig)  # the run, its forkserver and its workers
             for proc in procs:
-                os.killpg(proc.pid, signal.SIGKILL)  # the run, its forkserver and its workers
                 proc.wait()
             time.sleep(0.2)  # a write already under way in a dying worker lands before we look
         else:
@@ -153,6 +168,7 @@ def _kill_cycles(board_file, tmp_path, cycles, seeds):
                 out, _ = proc.communicate(timeout=300)
                 assert proc.returncode == 0, out
         starts = _starts(log, offset)
+        cut_short += sum((starts - _starts(log, offset, "end")).values())
         assert max(starts.values(), default=0) <= 1, f"cycle {cycle}: duplicated executions {starts}"
         assert not set(starts) & done, f"cycle {cycle}: finished runs executed again"
         ok, problems = _state(store)
@@ -161,12 +177,13 @@ def _kill_cycles(board_file, tmp_path, cycles, seeds):
         kept = ok
     assert len(kept) == seeds, "every run ends with an ok record"
     assert not list(results.rglob("*.claim")) and not list(results.rglob("*.tmp")), "nothing left behind"
+    return cut_short
 
 
 def test_kill_9_cycles_with_two_concurrent_runs_lose_corrupt_and_duplicate_nothing(board_file, tmp_path):
-    _kill_cycles(board_file, tmp_path, cycles=3, seeds=12)
+    _kill_cycles(board_file, tmp_path, cycles=3, seeds=16)
 
 
 @pytest.mark.slow
 def test_twenty_kill_9_cycles_with_two_concurrent_runs(board_file, tmp_path):
-    _kill_cycles(board_file, tmp_path, cycles=20, seeds=60)
+    assert _kill_cycles(board_file, tmp_path, cycles=20, seeds=100) > 0, "some kills landed mid-run"
