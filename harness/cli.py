@@ -1,4 +1,5 @@
-"""The `logitbench` command line: list, run, show, baseline, compare, check-method, assets."""
+"""The `logitbench` command line: list, run, show, baseline, compare, samples, diff-samples, check-method,
+assets."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from harness import leaderboard as lb
 from harness.errors import UserError
-from harness.store import ResultStore, default_results_dir
+from harness.store import InvalidRecordError, Record, ResultStore, default_results_dir
 
 if TYPE_CHECKING:
     from harness.report import Summary
@@ -119,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --dry-run: one line per run with its resolved task and method parameters",
     )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--samples",
+        choices=["auto", "all", "none"],
+        default=None,
+        help="which per-example tables runs keep: auto (default: those up to 16 MiB), all, none",
+    )
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("show", help="print a leaderboard from stored results")
@@ -177,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_compare)
 
+    p = sub.add_parser("samples", help="a run's per-example results: print them or write parquet/csv")
+    _run_args(p)
+    p.add_argument("--output", "-o", type=Path, default=None, help="write every row to FILE.parquet or .csv")
+    p.add_argument("--columns", type=_csv, default=None, help="comma-separated columns to print")
+    p.add_argument("--rows", type=_count, default=50, help="rows to print (default 50; 0: all)")
+    p.set_defaults(handler=cmd_samples)
+
+    p = sub.add_parser("diff-samples", help="the examples where two methods' stored runs predict differently")
+    _run_args(p)
+    p.add_argument("--against", required=True, metavar="B", help="the other method's label")
+    p.add_argument("--output", "-o", type=Path, default=None, help="write them to FILE.parquet or .csv")
+    p.add_argument("--rows", type=_count, default=50, help="rows to print (default 50; 0: all)")
+    p.set_defaults(handler=cmd_diff_samples)
+
     p = sub.add_parser("check-method", help="run the conformance suite on a method")
     p.add_argument("name")
     p.set_defaults(handler=cmd_check_method)
@@ -204,6 +225,37 @@ def _board_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="results folder (default: $LOGITBENCH_RESULTS or ./logitbench-results)",
     )
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """One stored run of a board: its task, method and seed labels (the per-example commands)."""
+    p.add_argument("leaderboard", help="a shipped leaderboard name or a path to a YAML file")
+    p.add_argument("--task", required=True, help="the task's label in the leaderboard")
+    p.add_argument("--method", required=True, help="the method's label in the leaderboard")
+    p.add_argument("--seed", type=_seed, default=None, help="the run's seed (default: the board's first)")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="results folder (default: $LOGITBENCH_RESULTS or ./logitbench-results)",
+    )
+
+
+def _seed(text: str) -> int:
+    seeds = _seeds(text)
+    if len(seeds) != 1:
+        raise argparse.ArgumentTypeError(f"expected one seed, got {text!r}")
+    return seeds[0]
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0, got {text!r}")
+    return value
 
 
 def _csv(text: str) -> list[str]:
@@ -392,6 +444,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         _print_params(plan, console, per_run=args.verbose)
         return 0
     timeout = args.timeout or board.timeout_s
+    if args.samples is not None:  # forwarded to the workers ($LOGITBENCH_*), read by harness/samples.py
+        from harness.samples import SAMPLES_ENV
+
+        os.environ[SAMPLES_ENV] = args.samples
     outcome = runner.execute(
         plan,
         store,
@@ -658,6 +714,102 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     if regressions:
         console.print(f"[bold red]regression:[/] {len(regressions)} cell metric(s) worse, failed or missing")
         return 1
+    return 0
+
+
+def _stored_run(args: argparse.Namespace, method: str) -> tuple[ResultStore, lb.PlannedRun, Record]:
+    """(store, planned run, its stored record) of `--task`, `method` and `--seed`; a UserError saying
+    how to make it when it is not stored."""
+    store = _results(args.results, write=False)
+    board = lb.load(args.leaderboard)
+    seeds = None if args.seed is None else [args.seed]
+    runs = [r for r in board.plan([args.task], [method], seeds) if r.method == method]
+    run = runs[0]  # the first of the board's seeds unless --seed names one
+    try:
+        record = store.read(run.spec.key)
+    except InvalidRecordError as err:
+        raise UserError(str(err)) from None
+    if record is None:
+        raise UserError(
+            f"no stored run of {run.task} × {run.method} seed {run.spec.seed} in {store.root}; "
+            f"`logitbench run {args.leaderboard} --tasks {run.task} --methods {run.method} "
+            f"--seeds {run.spec.seed}` makes it"
+        )
+    return store, run, record
+
+
+def _print_frame(frame, console: Console, title: str, columns: list[str] | None, rows: int) -> None:  # type: ignore[no-untyped-def]
+    """`frame` as a rich table that fits the terminal: columns left out and texts shortened are named
+    below it, never cut silently."""
+    from harness import samples
+
+    if columns is not None:
+        unknown = [c for c in columns if c not in frame.columns]
+        if unknown:
+            raise UserError(
+                f"--columns: no column {', '.join(map(repr, unknown))} (columns: {', '.join(frame.columns)})"
+            )
+    head = frame.head(rows) if rows else frame
+    shown, left_out, shortened = samples.fit_columns(head, console.width, columns)
+    table = Table(title=escape(title))
+    for name in shown:
+        table.add_column(escape(name), no_wrap=True)
+    for cells in samples.rows_text(head, shown):
+        table.add_row(*map(escape, cells))
+    console.print(table)
+    notes = []
+    if head.height < frame.height:
+        notes.append(f"first {head.height} of {frame.height} rows (--rows 0 prints all)")
+    if left_out:
+        notes.append(f"columns not shown to fit {console.width} columns: {', '.join(left_out)} (--columns)")
+    if shortened:
+        notes.append(f"texts shortened to {samples.MAX_TEXT} characters (-o FILE keeps them whole)")
+    for note in notes:  # wrapped at the terminal's width, never cut
+        console.print(escape(note), highlight=False)
+
+
+def cmd_samples(args: argparse.Namespace, console: Console) -> int:
+    from harness import samples
+
+    output = None if args.output is None else _output(args.output)
+    store, run, record = _stored_run(args, args.method)
+    what = f"{run.task} × {run.method} seed {run.spec.seed}"
+    frame, _ = samples.load(store, record, what)
+    if output is not None:
+        samples.write(frame, output)
+        console.print(f"wrote {frame.height} rows of {escape(what)} to {escape(str(output))}")
+        return 0
+    _print_frame(frame, console, f"{what}: {frame.height} examples", args.columns, args.rows)
+    return 0
+
+
+def cmd_diff_samples(args: argparse.Namespace, console: Console) -> int:
+    """Two methods' runs of one task and seed (a baseline keeps no per-example results, so a run is not
+    compared with one)."""
+    from harness import samples
+
+    if args.against == args.method:
+        raise UserError(f"--against names the same method as --method ({args.method!r})")
+    output = None if args.output is None else _output(args.output)
+    store, run_a, record_a = _stored_run(args, args.method)
+    _, run_b, record_b = _stored_run(args, args.against)
+    name_a, name_b = run_a.method, run_b.method
+    a, entry_a = samples.load(store, record_a, f"{run_a.task} × {name_a} seed {run_a.spec.seed}")
+    b, entry_b = samples.load(store, record_b, f"{run_b.task} × {name_b} seed {run_b.spec.seed}")
+    differ, counts = samples.disagreements(a, b, entry_a, entry_b, (name_a, name_b))
+    if output is not None:
+        samples.write(differ, output)
+        console.print(f"wrote {differ.height} disagreements to {escape(str(output))}")
+    elif differ.height:
+        title = f"{run_a.task} seed {run_a.spec.seed}: {name_a} against {name_b}"
+        _print_frame(differ, console, title, None, args.rows)
+    line = f"{counts['disagree']} of {counts['common']} examples predicted differently"
+    if "first_right" in counts:
+        line += f" ({name_a} right on {counts['first_right']}, {name_b} right on {counts['second_right']})"
+    for side, name in (("only_first", name_a), ("only_second", name_b)):
+        if counts[side]:
+            line += f"; {counts[side]} example(s) only in {name}'s run"
+    console.print(escape(line), highlight=False, soft_wrap=True)
     return 0
 
 

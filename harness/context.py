@@ -11,7 +11,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,8 @@ class RunContext:
     details: dict[str, Any] = field(default_factory=dict)
     # Things the run went on from that its record should say (an artifact rebuilt).
     warnings: list[str] = field(default_factory=list)
+    # The run's per-example results (`samples`), a harness.samples.SampleTable; None: the task keeps none.
+    sample_table: Any = None
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -40,6 +42,25 @@ class RunContext:
             yield
         finally:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
+
+    def samples(
+        self,
+        table: dict[str, Any],
+        index: str | Sequence[str],
+        prediction: str | None = None,
+        label: str | None = None,
+    ) -> None:
+        """Keep per-example results beside the record (harness/samples.py): `table` maps column names to
+        equal-length lists or 1-D arrays, one value per example; `index` names the column(s) that identify
+        an example across methods, `prediction` and `label` the columns `diff-samples` compares. A table
+        that cannot be stored is dropped with a warning in the record; it never costs the run."""
+        from harness.samples import SampleTable
+
+        try:
+            self.sample_table = SampleTable.build(table, index, prediction, label)
+        except (TypeError, ValueError) as err:
+            self.sample_table = None
+            self.warnings.append(f"per-example results dropped: {err}")
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """An independent generator derived from the run's seed; `stream` separates uses."""

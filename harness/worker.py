@@ -9,6 +9,7 @@ The worker claims its key before it runs (harness/store.py): when another proces
 exits with EXIT_CLAIMED, and when the stored record changed since the run was planned (another process
 ran it meanwhile) with EXIT_SUPERSEDED, in both cases without running. A run whose task raises after
 reusing a cached artifact that turns out damaged rebuilds that artifact and runs once more, with a warning.
+An ok run's per-example table (`ctx.samples`) is written beside its record, before it (harness/samples.py).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def write_safely(store: ResultStore, record: dict[str, Any]) -> None:
             for k, v in record["metrics"].items()
         }
         message = f"the record could not be stored: {err}"
+        record = {k: v for k, v in record.items() if k != "samples"}  # a failed record keeps no table
         store.write(
             {
                 **record,
@@ -207,6 +209,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
         problems.append(f"details is a {type(details).__name__}, not a mapping: dropped")
         details = {}
     warnings += problems
+    samples = _keep_samples(store, spec.key, ctx, warnings) if status == "ok" else None
     return build_record(
         spec,
         run_id,
@@ -220,7 +223,28 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
         device=device,
         threads=options.threads,
         warnings=warnings,
+        samples=samples,
     )
+
+
+def _keep_samples(
+    store: ResultStore, key: str, ctx: RunContext | None, warnings: list[str]
+) -> dict[str, Any] | None:
+    """Write an ok run's per-example table (before its record) and return the record's entry for it; a
+    table that cannot be written is a warning, never a lost run. A failed run writes none, so an earlier
+    ok run's table stays."""
+    from harness.samples import keep, mode_from_env
+
+    if ctx is None or ctx.sample_table is None:
+        return None
+    mode, problem = mode_from_env()
+    if problem:
+        warnings.append(problem)
+    try:
+        return keep(store, key, ctx.sample_table, mode)
+    except OSError as err:
+        warnings.append(f"per-example results not kept: {err.strerror or err}")
+        return None
 
 
 def _check_inputs_unchanged(ref: ComponentRef) -> None:
@@ -258,8 +282,9 @@ def build_record(
     device: str = "cpu",
     threads: int = 1,
     warnings: list[str] | None = None,
+    samples: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    record = {
         "schema": RECORD_SCHEMA,
         "key": spec.key,
         "run_id": run_id,
@@ -278,6 +303,9 @@ def build_record(
         "started_at": started_at,
         "ended_at": utc_now(),
     }
+    if samples is not None:  # where the run's per-example table is (harness/samples.py)
+        record["samples"] = samples
+    return record
 
 
 def _metric_entries(task_cls: Any, values: dict[str, float]) -> dict[str, dict[str, Any]]:

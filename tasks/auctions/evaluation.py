@@ -89,8 +89,10 @@ def evaluate(
     check_instances: int,
     check_bidders: int,
     exact_limit: int,
+    per_auction: dict[str, list] | None = None,
 ) -> tuple[dict[str, float], dict]:
-    """The task's metrics and the details kept beside them (an example of a profitable misreport)."""
+    """The task's metrics and the details kept beside them (an example of a profitable misreport);
+    `per_auction`, when given, receives each auction's welfare, revenue, ads shown and welfare ratio."""
     welfare, revenue, shown, ratios = [], [], [], []
     virtual_total, ir_violations, bidders_seen = 0.0, 0, 0
     optimal_known = True
@@ -138,6 +140,12 @@ def evaluate(
         metrics["welfare_ratio"] = float(np.mean(ratios))
         metrics["welfare_ratio_min"] = float(np.min(ratios))
         metrics["revenue_ratio"] = float(np.sum(revenue) / virtual_total) if virtual_total > 0 else 0.0
+    if per_auction is not None:
+        per_auction.update(
+            auction=list(range(len(instances))), welfare=welfare, revenue=revenue, ads_shown=shown
+        )
+        if optimal_known:
+            per_auction["welfare_ratio"] = ratios
     if checked:
         metrics["misreport_share"] = len(misreports) / checked
         metrics["misreport_gain"] = float(np.mean(gains))

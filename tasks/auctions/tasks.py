@@ -109,6 +109,7 @@ class AuctionTask(Task):
         self.check_inputs()
         with ctx.phase("instances"):
             instances = self.load_instances(ctx.seed)
+        per_auction: dict[str, list] = {}
         with ctx.phase("auctions"):
             metrics, details = evaluate(
                 method,
@@ -117,8 +118,10 @@ class AuctionTask(Task):
                 self.misreport_instances,
                 self.misreport_bidders,
                 self.exact_limit,
+                per_auction,
             )
         ctx.details.update(details)
+        ctx.samples(per_auction, index="auction")
         return metrics
 
 

@@ -119,6 +119,18 @@ class DistillationTask(Task):
         with ctx.phase("evaluate"):
             logits = training.predict(student, x_test)
         top1 = training.top_k_accuracy(logits, y_test, 1)
+        predicted = logits.topk(1, dim=1).indices[:, 0].cpu().numpy()  # top-1 as student_top1 counts it
+        ctx.samples(
+            {
+                "test_index": list(range(len(test.y))),
+                "label": test.y,
+                "prediction": predicted,
+                "correct": predicted == test.y,
+            },
+            index="test_index",
+            prediction="prediction",
+            label="label",
+        )
         return {
             "student_top1": top1,
             "student_top5": training.top_k_accuracy(logits, y_test, 5),

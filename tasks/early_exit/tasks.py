@@ -107,6 +107,18 @@ class EarlyExitTask(Task):
             exits = exit_layers(method, logits_all, states_all, modules, uniforms)
             predictions = logits_all[exits, torch.arange(len(exits))].argmax(dim=-1).cpu().numpy()
         mean_layers = float((exits + 1).float().mean())
+        ctx.samples(
+            {
+                "test_index": np.arange(len(test.labels)),
+                "label": test.labels,
+                "exit_layer": (exits + 1).cpu().numpy(),  # layers run, 1 to `layers`
+                "prediction": predictions,
+                "correct": predictions == test.labels,
+            },
+            index="test_index",
+            prediction="prediction",
+            label="label",
+        )
         with ctx.phase("timing"):
             wall, agreement = self._timing(
                 encoder, tokenizer, modules, method, test, uniforms, exits, through, ctx

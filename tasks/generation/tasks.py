@@ -161,6 +161,10 @@ class GenerationTask(Task):
                 "distinct_2": metrics.distinct_n(real, 2),
                 "self_bleu": metrics.self_bleu(real),
             }
+        ctx.samples(
+            {"sample": list(range(len(texts))), "words": [len(t.split()) for t in texts], "text": texts},
+            index="sample",
+        )
         ctx.details["outputs"] = texts[:8]
         ctx.details["empty_outputs"] = sum(not t for t in texts)
         return values

@@ -105,7 +105,8 @@ class ScratchLMTask(LMTask):
     def corpus_identity(self) -> dict[str, object]:
         return {}
 
-    def streams(self, ctx: RunContext) -> tuple[dict[str, np.ndarray], int]:
+    def streams(self, ctx: RunContext) -> tuple[dict[str, np.ndarray], int, int]:
+        """(token streams by split, vocabulary size, the end-of-text id that ends each document)."""
         from tasks.lm import corpus
 
         identity = {"tokenizer": self.tokenizer_asset, "corpus": self.corpus_asset}
@@ -125,7 +126,10 @@ class ScratchLMTask(LMTask):
         out = {s: np.load(folder / f"{s}.npy") for s in ("train", "valid", "test")}
         if self.max_train_tokens:
             out["train"] = out["train"][: self.max_train_tokens]
-        return out, json.loads((folder / "meta.json").read_text())["vocab"]
+        from transformers import GPT2TokenizerFast
+
+        eos = GPT2TokenizerFast.from_pretrained(str(folder / "tok")).eos_token_id
+        return out, json.loads((folder / "meta.json").read_text())["vocab"], eos
 
     def run(self, method: OutputHeadMethod, ctx: RunContext) -> dict[str, float]:
         import torch
@@ -136,7 +140,7 @@ class ScratchLMTask(LMTask):
 
         device = torch.device(ctx.device)
         with ctx.phase("load"):
-            streams, vocab = self.streams(ctx)
+            streams, vocab, eos = self.streams(ctx)
             train = torch.from_numpy(streams["train"]).to(device)
             test = torch.from_numpy(streams["test"]).to(device)
         token_counts = counts(streams["train"], vocab)
@@ -158,11 +162,20 @@ class ScratchLMTask(LMTask):
             if getattr(method, "tied", False) and isinstance(head, FullHead):
                 head.linear.weight = body.token_embedding.weight
             self._train(body, head, train, ctx, method)
+        token_nll: list[torch.Tensor] = []  # per test token, in stream order (for per-document NLL)
+
+        def nll_kept(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            nll = head.nll(body(x).flatten(0, 1), y.flatten())
+            token_nll.append(nll.detach().double().cpu())
+            return nll
+
         with ctx.phase("evaluate"):
             body.eval()
-            ppl = perplexity(
-                lambda x, y: head.nll(body(x).flatten(0, 1), y.flatten()), test, self.block, self.eval_tokens
-            )
+            ppl = perplexity(nll_kept, test, self.block, self.eval_tokens)
+        nll_all = torch.cat(token_nll).numpy()
+        # The n scored targets are stream positions 1..n; a target's document is the count of
+        # end-of-text tokens before it.
+        keep_document_nll(ctx, nll_all, np.cumsum(streams["test"][: len(nll_all)] == eos))
         full = FullHead(self.dim, vocab).to(device)
         head_params = head.parameter_count()  # a tied head counts the shared embedding once
         model_params = sum(p.numel() for p in body.parameters()) + head_params
@@ -333,6 +346,20 @@ class RetrofitLMTask(LMTask):
                 )
         torch.save(head.weight.detach().cpu().float(), out / "head.pt")
 
+    def _eos_id(self, ctx: RunContext) -> int | None:
+        """The end-of-text id the states' stream ends documents with (0 when the tokenizer has none, as
+        `_states` does); None, with a warning, when the tokenizer cannot be loaded now."""
+        from transformers import AutoTokenizer
+
+        from tasks import causal_lm
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(causal_lm.checkpoint_folder(self.model, ctx.artifacts))
+        except (OSError, ValueError) as err:
+            ctx.warnings.append(f"per-document NLL not kept: tokenizer of {self.model} not loaded ({err})")
+            return None
+        return 0 if tokenizer.eos_token_id is None else tokenizer.eos_token_id
+
     def run(self, method: OutputHeadMethod, ctx: RunContext) -> dict[str, float]:
         import torch
 
@@ -381,6 +408,10 @@ class RetrofitLMTask(LMTask):
                 [head.nll(h.float(), y) for h, y in zip(test_h.split(4096), test_y.split(4096), strict=True)]
             )
         ppl = float(nll.mean().exp())
+        eos = self._eos_id(ctx)
+        if eos is not None:  # test targets are stream positions 1..n; the stream starts a document
+            targets = test_y.cpu().numpy()
+            keep_document_nll(ctx, nll.double().cpu().numpy(), np.cumsum(np.r_[False, targets[:-1] == eos]))
         head_params = head.parameter_count()
         full = FullHead(dim, vocab).to(device)
         return {
@@ -392,3 +423,20 @@ class RetrofitLMTask(LMTask):
             "logit_time_ratio": time_logits(head.logits, full.logits, dim, self.timing_positions, device),
             "train_seconds": ctx.phases["train"],
         }
+
+
+def keep_document_nll(ctx: RunContext, token_nll: np.ndarray, document: np.ndarray) -> None:
+    """Per test document: its scored tokens, summed and mean NLL (nats). exp(sum of nll_sum / sum of
+    tokens) is the run's test_perplexity."""
+    tokens = np.bincount(document)
+    total = np.bincount(document, weights=token_nll)
+    present = np.flatnonzero(tokens)
+    ctx.samples(
+        {
+            "document": present,
+            "tokens": tokens[present],
+            "nll_sum": total[present],
+            "nll_mean": total[present] / tokens[present],
+        },
+        index="document",
+    )

@@ -28,7 +28,7 @@ from tasks.mcq.metrics import MAX_OPTIONS, MCQ_METRICS, mcq_metrics
 from tasks.mcq.prompts import DEFAULT_PROMPT, PromptTemplate, prompt_template
 from tasks.mcq.protocol import MCQMethod
 from tasks.mcq.scoring import Scorer
-from tasks.mcq.suites import OFFLINE_SUITES, Split, in_order, split
+from tasks.mcq.suites import LETTERS, OFFLINE_SUITES, Split, in_order, split
 
 SMOKE = {"calibration": 8, "test": 12, "lens_questions": 8}
 CPU = {"calibration": 60, "test": 160, "lens_questions": 80}
@@ -84,6 +84,21 @@ class MCQTask(Task):
             probabilities = method.probabilities(scorer, data.test)
             seconds = time.perf_counter() - start
         gold = np.array([q.answer for q in data.test])
+        table = np.asarray(probabilities)
+        predicted = table.argmax(axis=1)
+        ctx.samples(
+            {
+                "question_id": np.arange(len(gold)),  # the question's place in the seed's test split
+                "gold": [LETTERS[g] for g in gold],
+                "prediction": [LETTERS[p] for p in predicted],
+                "correct": predicted == gold,
+                **{f"p_{LETTERS[i]}": table[:, i] for i in range(table.shape[1])},
+                "question": [q.question for q in data.test],
+            },
+            index="question_id",
+            prediction="prediction",
+            label="gold",
+        )
         values = mcq_metrics(probabilities, gold)
         values["questions_per_second"] = len(gold) / max(seconds, 1e-9)
         values[HEALTH_METRIC.name] = report_health(ctx, np.asarray(probabilities).argmax(axis=1), gold)

@@ -108,6 +108,19 @@ class PoisoningTask(Task):
         bucket_models = partition.fa_bucket_models(self.k, d) if method.scheme == "fa" else None
         with ctx.phase("certify"):
             pred, radius = method.certify(logits, bucket_models)
+        ctx.samples(
+            {
+                "test_index": np.arange(len(test.y)),
+                "label": test.y,
+                "prediction": pred,
+                "correct": pred == test.y,
+                "certified_radius": np.where(pred == test.y, radius, -1),  # -1: wrong, nothing certified
+                "radius": radius,  # the certificate of the prediction, right or wrong
+            },
+            index="test_index",
+            prediction="prediction",
+            label="label",
+        )
         return {
             **summarise(pred, radius, test.y, self.radii),
             "base_models_seconds": built["seconds"],

@@ -53,11 +53,16 @@ class TabularTask(Task):
             data = self.load()
         X, categorical = data.features(method.categories_native)
         y = data.y
+        rows = np.arange(len(y))  # each row's place in the loaded table (the split only indexes it)
         if self.max_rows and len(y) > self.max_rows:
-            X, _, y, _ = train_test_split(X, y, train_size=self.max_rows, stratify=y, random_state=ctx.seed)
+            X, _, y, _, rows, _ = train_test_split(
+                X, y, rows, train_size=self.max_rows, stratify=y, random_state=ctx.seed
+            )
         proba = np.zeros((len(y), data.n_classes))
+        fold_of = np.zeros(len(y), dtype=np.int64)
         folds = StratifiedKFold(n_splits=self.folds, shuffle=True, random_state=ctx.seed)
-        for train, test in folds.split(X, y):
+        for fold, (train, test) in enumerate(folds.split(X, y)):
+            fold_of[test] = fold
             estimator = method.make_estimator(ctx.seed, data.n_classes)
             if len(categorical):
                 estimator.set_params(categorical_features=categorical)
@@ -66,6 +71,20 @@ class TabularTask(Task):
             with ctx.phase("predict"):
                 fold_proba = estimator.predict_proba(X[test])
             proba[np.ix_(test, np.asarray(estimator.classes_, dtype=np.int64))] = fold_proba
+        pred = proba.argmax(axis=1)
+        ctx.samples(
+            {
+                "row": rows,
+                "fold": fold_of,
+                "label": y,
+                "prediction": pred,
+                "correct": pred == y,
+                **{f"p_{name}": proba[:, i] for i, name in enumerate(data.class_names)},
+            },
+            index="row",
+            prediction="prediction",
+            label="label",
+        )
         return {
             **classification_metrics(y, proba),
             "fit_seconds": ctx.phases["fit"] / self.folds,
