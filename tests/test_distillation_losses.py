@@ -188,7 +188,9 @@ def test_dkd_edge_inputs_use_log_softmax_and_the_sum_of_non_gold_probabilities(d
 def test_dkd_beta_per_network_pair_as_the_official_configs():
     assert DecoupledKD().for_networks("resnet56", "resnet20").beta == 2.0  # res56_res20.yaml
     assert DecoupledKD().for_networks("wrn-40-2", "wrn-16-2").beta == 6.0  # wrn40_2_wrn_16_2.yaml
-    assert DecoupledKD().for_networks("cnn", "mlp-small").beta == 8.0  # CFG.DKD.BETA
+    assert DecoupledKD().for_networks("cnn", "mlp-small").beta == 2.0  # the cpu-scale tasks' small pair
+    assert DecoupledKD().for_networks("resnet20", "cnn-small").beta == 2.0
+    assert DecoupledKD().for_networks("resnet110", "resnet32").beta == 8.0  # in neither table: CFG.DKD.BETA
     assert DecoupledKD(beta=3.0).for_networks("resnet56", "resnet20").beta == 3.0, "a given beta wins"
     # The paper-scale CIFAR tasks name exactly those pairs.
     from harness.registries import TASKS
