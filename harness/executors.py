@@ -202,7 +202,7 @@ class LocalExecutor(Executor):
     def _store_own(self, data: dict[str, Any]) -> Record:
         """Store a record this process made for a run (its worker is gone): under the key's claim, or not
         at all when another process holds it (that process's own record will stand)."""
-        claim = self.store.claim(data["key"], data["run_id"])
+        claim = self.store.claim(data["key"])
         if claim is not None:
             with claim:
                 self.store.write(data)

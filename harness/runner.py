@@ -70,8 +70,6 @@ def execute(
     # version, so the worker sees it under the claim and returns that record instead of running again.
     versions = {r.spec.key: store.version(r.spec.key) for r in plan}
     todo, records, problems = split_plan(plan, store, rerun)
-    for key in records:
-        store.sweep(key)
     outcome = Outcome(planned=len(plan), cached=len(records), records=dict(records), problems=problems)
     for message in problems:
         console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)

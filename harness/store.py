@@ -10,20 +10,20 @@ A failed or timed-out attempt never replaces an `ok` record: it is kept beside i
 and the board goes on showing the `ok` one (`ResultStore.read`). A later `ok` attempt replaces both.
 
 Two processes never run one key at once: before running a key a process claims it (`claim`), an exclusive
-kernel lock (flock) on `<key>.claim`. The kernel drops the lock when its holder exits, however it exits
-(kill -9 included), so a claim is never stale: the next process takes it over at once. The claim file
-names the holder's pid, host and run id, for whoever looks. Writers of a key's record hold its claim.
+kernel lock on one byte of the results folder's `runs/.claims` file, at an offset given by the key (an
+open-file-description lock on Linux, a POSIX record lock elsewhere). The kernel drops the lock when its
+holder exits, however it exits (kill -9 included), so a claim is never stale: the next process takes it
+over at once, and a claim leaves no file behind. Writers of a key's record hold its claim.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
 import math
 import os
-import socket
+import struct
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +37,12 @@ RECORD_SCHEMA = 1
 STATUSES = ("ok", "failed", "timeout")
 RESULTS_ENV = "LOGITBENCH_RESULTS"
 FAILED_SUFFIX = ".failed.json"
-CLAIM_SUFFIX = ".claim"
+CLAIMS_FILE = ".claims"
+# Open-file-description locks belong to the open file, not the process (Linux); POSIX record locks are
+# the fallback: per process, which is enough since each worker holds only its own run's claim.
+_SETLK = getattr(fcntl, "F_OFD_SETLK", fcntl.F_SETLK)
+_GETLK = getattr(fcntl, "F_OFD_GETLK", fcntl.F_GETLK)
+_FLOCK = "hhqqi4x"  # struct flock: l_type, l_whence, l_start, l_len, l_pid (native alignment)
 # A key's state on disk: (inode, mtime, size) of its record and of its kept failed attempt, or None.
 Version = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
 
@@ -94,17 +99,13 @@ class Record:
 class Claim:
     """An exclusive claim on one key, held until `release` (or until the holding process exits)."""
 
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
+    def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
 
     def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            self.path.unlink()  # while still locked, so no one locks a file that is about to vanish
-        os.close(self._fd)
-        self._fd = None
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops its lock
+            self._fd = None
 
     def __enter__(self) -> Claim:
         return self
@@ -126,8 +127,8 @@ class ResultStore:
         """Where the latest failed attempt is kept while an earlier `ok` record stands."""
         return self.runs_dir / key[:2] / f"{key}{FAILED_SUFFIX}"
 
-    def claim_path(self, key: str) -> Path:
-        return self.runs_dir / key[:2] / f"{key}{CLAIM_SUFFIX}"
+    def claims_path(self) -> Path:
+        return self.runs_dir / CLAIMS_FILE
 
     def samples_path(self, key: str) -> Path:
         """The per-example table of the key's `ok` record, written before it (harness/samples.py)."""
@@ -180,52 +181,36 @@ class ResultStore:
 
     # -- claims --------------------------------------------------------------------------------------
 
-    def claim(self, key: str, run_id: str = "") -> Claim | None:
+    def claim(self, key: str) -> Claim | None:
         """Claim `key` for this process; None when another process holds it. Temporary files of the key
         left by a killed writer are removed, since only a claim holder writes them."""
-        path = self.claim_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return None
-            try:
-                same = os.fstat(fd).st_ino == path.stat().st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)  # the file was released and removed between our open and our lock: again
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id}
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(holder).encode())
-        for stale in path.parent.glob(f".{key}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        return Claim(path, fd)
-
-    def sweep(self, key: str) -> None:
-        """Remove what a killed process left for `key` (a claim file nobody holds, temporary files)."""
-        if self.claim_path(key).exists():
-            claim = self.claim(key)
-            if claim is not None:
-                claim.release()
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.claims_path(), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.fcntl(fd, _SETLK, struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _offset(key), 1, 0))
+        except OSError:  # EAGAIN / EACCES: held by another process
+            os.close(fd)
+            return None
+        shard = self.path(key).parent
+        if shard.is_dir():
+            prefix = f".{key}."
+            with os.scandir(shard) as entries:  # not glob: a pattern per key costs a regex compile
+                for entry in entries:
+                    if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                        Path(entry.path).unlink(missing_ok=True)
+        return Claim(fd)
 
     def is_claimed(self, key: str) -> bool:
-        """Whether a live process holds `key`'s claim now."""
+        """Whether another live process holds `key`'s claim now."""
         try:
-            fd = os.open(self.claim_path(key), os.O_RDONLY)
+            fd = os.open(self.claims_path(), os.O_RDWR)
         except FileNotFoundError:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
+            probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _offset(key), 1, 0)
+            return struct.unpack(_FLOCK, fcntl.fcntl(fd, _GETLK, probe))[0] != fcntl.F_UNLCK
         finally:
             os.close(fd)
-        return False
 
     def version(self, key: str) -> Version:
         """A cheap fingerprint of what is stored for `key`: it changes whenever a record is written."""
@@ -274,6 +259,13 @@ class ResultStore:
         if not self.runs_dir.exists():
             return []
         return sorted(p.stem for p in self.runs_dir.glob("*/*.json") if "." not in p.stem)
+
+
+def _offset(key: str) -> int:
+    """The byte of the claims file that stands for `key` (60 bits of it: collisions only make one wait)."""
+    if not all(c in "0123456789abcdef" for c in key[:15]):
+        key = hashlib.sha256(key.encode()).hexdigest()
+    return int(key[:15], 16)
 
 
 def record_checksum(data: dict[str, Any]) -> str:

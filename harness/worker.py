@@ -70,7 +70,7 @@ def process_main(
         os.environ["CUDA_VISIBLE_DEVICES"] = options.gpu
     store = ResultStore(options.results_root)
     spec = RunSpec.from_json(spec_json)
-    claim = store.claim(spec.key, run_id)
+    claim = store.claim(spec.key)
     if claim is None:
         sys.exit(EXIT_CLAIMED)
     with claim:

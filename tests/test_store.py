@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import multiprocessing as mp
@@ -256,7 +257,7 @@ def test_a_binary_or_malformed_record_is_reported_not_crashed_on(tmp_path, conte
 
 
 def _hold_claim(root, key, ready, release):  # in another process
-    claim = ResultStore(root).claim(key, "holder")
+    claim = ResultStore(root).claim(key)
     ready.set()
     release.wait(30)
     claim.release()
@@ -270,14 +271,25 @@ def test_a_claim_excludes_other_processes_and_dies_with_its_holder(tmp_path):
     holder.start()
     assert ready.wait(30)
     assert store.is_claimed("ab" * 10) and store.claim("ab" * 10) is None
-    assert json.loads(store.claim_path("ab" * 10).read_text())["pid"] == holder.pid
+    assert not store.is_claimed("cd" * 10), "a claim covers its own key only"
+    with store.claim("cd" * 10):
+        assert store.claim("ab" * 10) is None
     holder.kill()  # kill -9: the kernel drops the lock, the claim is free at once
     holder.join()
     assert not store.is_claimed("ab" * 10)
     claim = store.claim("ab" * 10)
     assert claim is not None
     claim.release()
-    assert not store.claim_path("ab" * 10).exists(), "released claims leave no file"
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [".claims"], "claims leave no file per key"
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_OFD_SETLK"), reason="POSIX record locks are per process")
+def test_a_claim_is_exclusive_within_one_process_too(tmp_path):
+    store = ResultStore(tmp_path)
+    first = store.claim("ef" * 10)
+    assert first is not None and store.claim("ef" * 10) is None, "two claims of one key never both hold"
+    first.release()
+    assert store.claim("ef" * 10) is not None
 
 
 def test_a_claim_holder_removes_temporary_files_left_by_a_killed_writer(tmp_path):
