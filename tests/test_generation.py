@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_causal_lm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from harness.errors import UserError
@@ -26,7 +27,6 @@ from tasks.generation.metrics import classifier_auc, distinct_n, self_bleu
 from tasks.generation.protocol import Models
 from tasks.generation.steering import SteerProcessor, steer_scores
 from tasks.generation.streams import CachedStream, left_padded, uncached_logprobs
-from tiny_models import tiny_causal_lm
 
 WORDS = "the a film plot great dull fine awful loved hated it was and so very we our nation people".split()  # noqa: SIM905
 EOS = 256
