@@ -2,8 +2,9 @@
 
 1. breast_cancer (569 rows, 30 features): fit seconds at the `cpu` setting on a stratified 80% (455 rows;
    20% of those held out for picking the epoch) and accuracy and log loss on the other 20%.
-2. Peak memory of a fit at 2,500 / 5,000 / 10,000 rows (20 features, 2 classes, 2 epochs, each in a fresh
-   process; ru_maxrss): the sample-sample lookup is N x M (M ~ N) a head in time; in memory the
+2. Peak memory of a fit at 2,500 / 5,000 / 10,000 rows (20 features, 2 classes, 2 epochs of the `cpu`
+   setting, one of `paper`'s 8 blocks and 8 heads; each in a fresh process, ru_maxrss): the
+   sample-sample lookup is N x M (M ~ N) a head in time; in memory the
    association matrix is held a chunk of queries at a time (`max_lookup_entries`, 2**24 entries by
    default) and recomputed in the backward pass, so memory grows with N times the feature width, not N^2.
    The row with `max_lookup_entries=0` is one unchunked lookup, the N^2 term the chunking removes.
@@ -24,9 +25,9 @@ import json, resource, sys, time, torch
 torch.set_num_threads(1)
 from sklearn.datasets import make_classification
 from methods.tabular.hopular import HopularMethod
-rows, entries = int(sys.argv[1]), int(sys.argv[2])
+rows, entries, setting, epochs = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 X, y = make_classification(n_samples=rows, n_features=20, n_informative=10, random_state=0)
-est = HopularMethod(setting="cpu", epochs=2, validation_fraction=0.0).make_estimator(0, 2)
+est = HopularMethod(setting=setting, epochs=epochs, validation_fraction=0.0).make_estimator(0, 2)
 est.set_params(max_lookup_entries=entries)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
@@ -62,9 +63,11 @@ def breast_cancer() -> None:
 
 
 def memory() -> None:
-    for rows, entries in ((2500, 2**24), (5000, 2**24), (10000, 2**24), (10000, 0)):
+    runs = [(2500, 2**24, "cpu", 2), (5000, 2**24, "cpu", 2), (10000, 2**24, "cpu", 2), (10000, 0, "cpu", 2)]
+    runs += [(10000, 2**24, "paper", 1)]
+    for rows, entries, setting, epochs in runs:
         out = subprocess.run(
-            [sys.executable, "-c", MEMORY_PROBE, str(rows), str(entries)],
+            [sys.executable, "-c", MEMORY_PROBE, str(rows), str(entries), setting, str(epochs)],
             capture_output=True,
             text=True,
             check=True,
@@ -72,8 +75,8 @@ def memory() -> None:
         result = json.loads(out.stdout.strip().splitlines()[-1])
         label = "unchunked" if entries == 0 else f"chunks of {entries} entries"
         print(
-            f"{rows:>6} rows, {label}: peak RSS {result['peak_mib']:.0f} MiB "
-            f"(imports {result['before_mib']:.0f} MiB), 2 epochs {result['seconds']:.1f} s"
+            f"{rows:>6} rows, {setting} setting, {label}: peak RSS {result['peak_mib']:.0f} MiB "
+            f"(imports {result['before_mib']:.0f} MiB), {epochs} epoch(s) {result['seconds']:.1f} s"
         )
 
 
