@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=_workers, default=None, help="parallel runs (default: GPUs, else CPU cores)"
     )
+    p.add_argument(
+        "--threads",
+        type=_workers,
+        default=None,
+        help="torch/BLAS threads per worker (default: the cores idle at start, shared among the workers)",
+    )
     p.add_argument("--executor", choices=["local"], default="local")
     p.add_argument(
         "--rerun",
@@ -451,7 +457,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     outcome = runner.execute(
         plan,
         store,
-        lambda: LocalExecutor(store, workers=args.workers, timeout_s=timeout),
+        lambda: LocalExecutor(
+            store, workers=args.workers, timeout_s=timeout, threads_per_worker=args.threads
+        ),
         policy,
         console,
         show_progress=not args.no_progress,
