@@ -181,7 +181,7 @@ def _kill_cycles(board_file, tmp_path, cycles, seeds):
 
 
 def test_kill_9_cycles_with_two_concurrent_runs_lose_corrupt_and_duplicate_nothing(board_file, tmp_path):
-    _kill_cycles(board_file, tmp_path, cycles=3, seeds=16)
+    _kill_cycles(board_file, tmp_path, cycles=2, seeds=12)
 
 
 @pytest.mark.slow
