@@ -59,8 +59,10 @@ class DistillationTask(Task):
     weight_decay: float = 5e-4  # L2 weight decay
     augment: str = "none"  # none, or flip-crop (CIFAR's random flip and 4-pixel-padded crop)
     test_fraction: float = 0.2  # share held out for testing when the data has no test split
-    max_train: int = 0  # 0 keeps every training image; otherwise the first this many of the fixed split
-    max_test: int = 0  # 0 keeps every test image; otherwise the first this many of the fixed split
+    # 0 keeps every training image; otherwise the first this many of the fixed split (a local image set:
+    # a fixed random subset of this size, tasks/images.py)
+    max_train: int = 0
+    max_test: int = 0  # 0 keeps every test image; otherwise this many of the fixed split, as max_train
     teacher_checkpoint: str = ""  # a state_dict file for the teacher instead of training one
 
     def load(self) -> ImageData:
