@@ -343,10 +343,3 @@ def degenerate_verdict(cell: Cell, saved: int | None, word: str, note: str) -> t
     known = "as in the baseline" if saved else "the baseline does not say whether it was"
     return word, "; ".join(filter(None, [note, f"{flagged}, {known}"]))
 
-
-def describe(values: tuple[float, ...]) -> str:
-    if not values:
-        return "—"
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return f"{mean:.4f} ± {std:.4f} (n={len(values)})"

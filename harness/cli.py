@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--alpha", type=_alpha, default=0.05, help="significance level of the Welch test, 0 < A < 1"
     )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="list every cell metric (default: a long comparison lists those not 'same' and counts the rest)",
+    )
     p.set_defaults(handler=cmd_compare)
 
     p = sub.add_parser("samples", help="a run's per-example results: print them or write parquet/csv")
@@ -687,33 +692,20 @@ def cmd_baseline_save(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from harness import baseline
+    from harness.comparison_table import render_comparison
 
     baseline.check_name(args.baseline)
     board, plan, records = _stored(args, console)
     path = baseline.find(board.name, args.baseline, args.dir)
     document = baseline.read(path)
     results = baseline.compare(board, plan, records, document, args.tolerance, args.alpha)
-    table = Table(
-        title=escape(
-            f"{board.name} against baseline '{args.baseline}' (saved {document.get('saved_at', '?')}, {path})"
-        )
+    console.print(
+        f"[bold]{escape(board.name)}[/] against baseline '{escape(args.baseline)}' "
+        f"(saved {escape(str(document.get('saved_at', '?')))})",
+        highlight=False,
     )
-    for col in ("task", "method", "metric", "baseline", "current", "delta", "p (Welch)", "verdict", "note"):
-        table.add_column(col)
-    colour = {"better": "green", "worse": "red", "failed": "red", "missing": "red", "same": "dim"}
-    for c in results:
-        table.add_row(
-            escape(c.task),
-            escape(c.method),
-            escape(c.metric),
-            baseline.describe(c.baseline),
-            baseline.describe(c.current),
-            "—" if c.delta is None else f"{c.delta:+.4f}",
-            "—" if c.p_value is None else f"{c.p_value:.3g}",
-            f"[{colour[c.verdict]}]{c.verdict}[/]",
-            escape(c.note),
-        )
-    console.print(table)
+    console.print(f"from {escape(str(path))}", highlight=False, soft_wrap=True)
+    render_comparison(results, console, lambda task: _family_of(board, task), args.all)
     regressions = [c for c in results if c.regression]
     counts = {
         v: sum(c.verdict == v for c in results) for v in ("better", "same", "worse", "failed", "missing")
@@ -723,6 +715,14 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]regression:[/] {len(regressions)} cell metric(s) worse, failed or missing")
         return 1
     return 0
+
+
+def _family_of(board: lb.Leaderboard, task: str) -> str:
+    """The family of a task of `board`; a saved task the board no longer has goes by its label's prefix."""
+    try:
+        return board.task_class(task).family
+    except StopIteration:
+        return task.split("/")[0]
 
 
 def _stored_run(args: argparse.Namespace, method: str) -> tuple[ResultStore, lb.PlannedRun, Record]:

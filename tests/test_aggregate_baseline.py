@@ -156,3 +156,92 @@ def test_curves_kept_in_details_are_averaged_over_seeds_and_drawn(board_file):
     assert averaged["series"] == {"before": [1.0, 1.0], "after": [0.0, 0.0]} and averaged["seeds"] == 3
     page = render_html(Summary.build(board, plan, recs))
     assert page.count('<figure id="curve-') == 1 and "diag/echo × a: lens" in page
+
+
+def _quick_records_like_reference(worse: str | None = None, by: float = 0.0):
+    """Records of every planned run of `quick` holding the committed reference's values, with every metric
+    of method `worse` lowered by `by` (a regression the gate must list)."""
+    board = lb.load("quick")
+    document = baseline.load("quick", "reference")
+    saved = {(c["task"], c["method"]): c["metrics"] for c in document["cells"]}
+    plan = board.plan()
+    records = {}
+    for run in plan:
+        index = board.seeds.index(run.spec.seed)
+        shift = by if run.method == worse else 0.0
+        metrics = {
+            name: {"value": entry["values"][index] - shift, "higher_is_better": entry["higher_is_better"]}
+            for name, entry in saved[(run.task, run.method)].items()
+        }
+        records[run.spec.key] = Record(build_record(run.spec, "r", "ok", metrics, None, "t", 0.0))
+    return board, plan, records, document
+
+
+@pytest.mark.parametrize("show_all", [False, True])
+def test_compare_output_of_quick_cuts_no_name_at_80_columns(show_all):
+    import io
+    import re
+
+    from rich.console import Console
+
+    from harness.cli import _family_of
+    from harness.comparison_table import render_comparison
+
+    board, plan, records, document = _quick_records_like_reference("binarykl-same-head", 0.5)
+    results = baseline.compare(board, plan, records, document)
+    worse = [c for c in results if c.verdict == "worse"]
+    assert worse and {c.method for c in worse} == {"binarykl-same-head"}
+    assert sum(c.verdict == "same" for c in results) == len(results) - len(worse)
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80, color_system=None)
+    render_comparison(results, console, lambda task: _family_of(board, task), show_all)
+    text = buffer.getvalue()
+    lines = text.splitlines()
+    assert "…" not in text and max(map(len, lines)) <= 80
+
+    def whole(name: str) -> bool:
+        return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+-])", text) is not None
+
+    listed = results if show_all else worse
+    assert all(whole(c.method) and whole(c.metric) for c in listed)
+    assert all(whole(task) for task in {c.task for c in results}), "every task is named, listed or counted"
+    if show_all:
+        assert all(whole(r.method) for r in plan), "every method of the board appears whole"
+        assert "not listed" not in text
+    else:
+        hidden = len(results) - len(worse)
+        assert f"{hidden} 'same' cell metric(s) not listed" in text
+        assert not whole("hist-gb"), "a method whose cells are all 'same' is only counted"
+
+
+def test_compare_output_keeps_names_whole_where_no_table_fits():
+    import io
+
+    from rich.console import Console
+
+    from harness.comparison_table import render_comparison
+
+    board, plan, records, document = _quick_records_like_reference()
+    results = [c for c in baseline.compare(board, plan, records, document) if c.task == "poisoning/mnist-5k"]
+    buffer = io.StringIO()
+    render_comparison(results, Console(file=buffer, width=50, color_system=None), lambda t: "poisoning", True)
+    text = buffer.getvalue()
+    assert "…" not in text and "method / metric" not in text, "one line per cell metric, not a cut table"
+    assert all(f"{c.method} {c.metric}:" in text for c in results)
+
+
+def test_compare_notes_are_given_once_per_method_and_note():
+    from harness.comparison_table import notes
+
+    def row(method, metric, note):
+        return baseline.Comparison("t/x", method, metric, (1.0,), (), None, None, "missing", note)
+
+    rows = [
+        row("svm", "accuracy", "not run"),
+        row("svm", "log_loss", "not run"),
+        row("mlp", "accuracy", "within tolerance"),
+        row("mlp", "log_loss", "fewer than 2 seeds"),
+        row("mlp", "roc_auc", "fewer than 2 seeds"),
+    ]
+    assert notes(rows) == ["svm: not run", "mlp log_loss, roc_auc: fewer than 2 seeds"]
