@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_workers,
         default=None,
-        help="torch/BLAS threads per worker (default: the cores idle at start, shared among the workers)",
+        help="torch/BLAS threads per worker (default 1: no oversubscription, same result for any --workers)",
     )
     p.add_argument("--executor", choices=["local"], default="local")
     p.add_argument(

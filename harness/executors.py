@@ -94,14 +94,15 @@ class _Queued:
 
 
 def default_threads(workers: int) -> int:
-    """Torch/BLAS threads per worker that do not oversubscribe the cores left idle when the run starts.
+    """Torch/BLAS threads per worker when `--threads` is not given: one.
 
-    Two threads on two cores run about 7x slower than one when another process keeps a core busy, so the
-    cores already in use (the 1-minute load average) are taken off before they are shared out.
+    One thread never oversubscribes (workers default to the cores), and it keeps a seed's result the same
+    whatever `--workers` or the machine's load: a CNN trained with 2 threads instead of 1 comes out slightly
+    different (seen here: distillation/digits students moved by 0.001-0.002 top-1), and the thread count is
+    not in the run key. Two threads on two cores were also up to 7x slower than one when another process kept
+    a core busy. `--threads N` trades that for speed; the record keeps the count.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    idle = cores - int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else cores
-    return max(1, min(cores, max(idle, 1)) // workers)
+    return 1
 
 
 class LocalExecutor(Executor):
