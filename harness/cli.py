@@ -484,7 +484,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     report_path = store.root / "reports" / f"{board.name}.html"
     try:
-        console.print(f"report: {write_report(summary, report_path)}", highlight=False, soft_wrap=True)
+        if ran or not report_path.exists():  # drawing the charts takes seconds: not for a fully cached rerun
+            report_path = write_report(summary, report_path)
+        console.print(f"report: {report_path}", highlight=False, soft_wrap=True)
     except OSError as err:
         _warn(errors, f"report {report_path} cannot be written ({err.strerror or err})")
     if outcome.failed:

@@ -17,7 +17,6 @@ parametric search): one optimisation per line, so a handful per ad.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from tasks.auctions.clicks import mnl_clicks
 
@@ -28,6 +27,8 @@ MAX_STEPS = 200  # Dinkelbach steps; in practice a few
 def best_matching(values: np.ndarray, weights: np.ndarray, start: float = 0.0) -> tuple[np.ndarray, float]:
     """The allocation maximising F and its value F*. `start` is a guess at F* from below (the value of
     some matching): the closer, the fewer steps; a guess above F* costs a step, never the answer."""
+    from scipy.optimize import linear_sum_assignment  # here, not at the top: it costs 0.3 s to import
+
     n = len(values)
     best, value = np.full(n, -1), 0.0
     lam = max(start, 0.0)

@@ -10,13 +10,14 @@ ablations, one `SteerProcessor` each with its own weights (tasks/generation/stee
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
-
-from transformers import LogitsProcessor
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from harness.components import Method
-from tasks.generation.steering import SteerProcessor
-from tasks.generation.streams import CachedStream
+
+if TYPE_CHECKING:  # torch and transformers load only when a run generates, not when registries load
+    from transformers import LogitsProcessor
+
+    from tasks.generation.streams import CachedStream
 
 
 @dataclass(frozen=True)
@@ -44,4 +45,6 @@ class GenerationMethod(Method):
     def processor(self, models: Models, negative: CachedStream | None) -> LogitsProcessor:
         """The processor for one batch; `negative` is the expert's stream over the batch's negative
         prompts (None when `negatives()` is 0)."""
+        from tasks.generation.steering import SteerProcessor
+
         return SteerProcessor(self.guidance(), self.negative_weight(), models.base, negative)
