@@ -24,8 +24,9 @@ from typing import Any
 
 from filelock import FileLock
 
+from harness.assets import sha256_of
+
 MARKER = ".complete"
-_CHUNK = 1 << 20
 
 
 class ArtifactCache:
@@ -67,7 +68,7 @@ class ArtifactCache:
                 build(scratch)
                 (scratch / "identity.json").write_text(json.dumps({"kind": kind, **identity}, default=str))
                 manifest = {
-                    rel: [st.st_size, st.st_mtime_ns, _hash(file)] for rel, file, st in _files(scratch)
+                    rel: [st.st_size, st.st_mtime_ns, sha256_of(file)] for rel, file, st in _files(scratch)
                 }
                 (scratch / MARKER).write_text(json.dumps(manifest))
                 if final.exists():  # a half-built leftover of a killed process, or a damaged artifact
@@ -119,7 +120,7 @@ class ArtifactCache:
             if st.st_mtime_ns != mtime_ns and not hash_moved:
                 return False
             if hash_all or st.st_mtime_ns != mtime_ns:
-                if _hash(folder / rel) != digest:
+                if sha256_of(folder / rel) != digest:
                     return False
                 moved = moved or st.st_mtime_ns != mtime_ns
                 entry[1] = st.st_mtime_ns
@@ -152,11 +153,3 @@ def _files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
             file = Path(folder) / name
             out.append((file.relative_to(root).as_posix(), file, file.stat()))
     return sorted(out)
-
-
-def _hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

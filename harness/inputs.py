@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.assets import cache_root, sha256_of
+
 DIGEST_PREFIX = "sha256:"
-_CHUNK = 1 << 20
 # (resolved path) -> (signature of what was hashed, digest, when); a process-wide memo before the disk cache.
 _MEMO: dict[str, tuple[tuple, str, float]] = {}
 FOLDER_TRUST_S = 1.0  # how long a process trusts a folder's digest without walking the folder again
@@ -57,7 +58,7 @@ def content_digest(path: Path) -> str:
     for rel, file, st in files:
         entry = known.get(rel)
         if entry is None or entry[:2] != [st.st_size, st.st_mtime_ns]:
-            entry = [st.st_size, st.st_mtime_ns, _hash_file(file)]
+            entry = [st.st_size, st.st_mtime_ns, sha256_of(file)]
         digests[rel] = entry
     if digests != known:
         _write_cache(cache_file, {"path": str(resolved), "files": digests})
@@ -96,17 +97,7 @@ def _files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
     return sorted(out, key=lambda item: item[0])
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _cache_dir() -> Path:
-    from harness.assets import cache_root
-
     return cache_root() / "input-digests"
 
 

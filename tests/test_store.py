@@ -152,8 +152,8 @@ def test_a_folder_digest_covers_every_file_but_hidden_ones(tmp_path, monkeypatch
 def test_digests_are_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
     monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
     reads = []
-    real = inputs._hash_file
-    monkeypatch.setattr(inputs, "_hash_file", lambda p: reads.append(p) or real(p))
+    real = inputs.sha256_of
+    monkeypatch.setattr(inputs, "sha256_of", lambda p: reads.append(p) or real(p))
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * 3_000_000)
     digest = inputs.content_digest(big)
