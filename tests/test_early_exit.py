@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import bz2
-import csv
-import io
 import math
 
-import numpy as np
 import pytest
 import torch
+from tiny_models import write_rotten_tomatoes
 
 from harness.registries import METHODS, TASKS
 from harness.spec import make_spec
@@ -184,20 +181,7 @@ def tiny(tmp_path_factory):
     ):
         model.save_pretrained(str(root / name))
         tokenizer.save_pretrained(str(root / name))
-    rng = np.random.default_rng(0)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
-    for i in range(300):
-        fresh = i % 2 == 0
-        text = " ".join(
-            rng.choice(["great", "loved", "fine"] if fresh else ["dull", "awful", "hated"], size=3)
-        )
-        writer.writerow(["fresh" if fresh else "rotten", f"the film was {text} {i}", "m", "False"])
-    writer.writerow(["plot", "a plot summary", "m", "True"])
-    corpus = root / "corpus"
-    corpus.mkdir()
-    (corpus / "rotten_tomatoes_corpus_full.csv.bz2").write_bytes(bz2.compress(buffer.getvalue().encode()))
+    write_rotten_tomatoes(root / "corpus", plot="a plot summary")
     return root
 
 

@@ -3,16 +3,14 @@ negative pool, the text metrics, the domain loaders and whole runs of every meth
 
 from __future__ import annotations
 
-import bz2
 import csv
-import io
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_causal_lm
+from tiny_models import tiny_causal_lm, write_rotten_tomatoes
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from harness.errors import UserError
@@ -50,18 +48,8 @@ def tiny(tmp_path_factory):
     )  # fmt: skip
     bert.save_pretrained(str(root / "bert"))
     BertTokenizerFast(vocab_file=str(root / "vocab.txt")).save_pretrained(str(root / "bert"))
-    rng = np.random.default_rng(0)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
-    for i in range(300):
-        fresh = i % 2 == 0
-        words = " ".join(rng.choice(["great", "loved", "fine"] if fresh else ["dull", "awful", "hated"], 3))
-        writer.writerow(["fresh" if fresh else "rotten", f"the film was {words} {i}", "m", "False"])
-    writer.writerow(["plot", "a plot summary that is not a review", "m", "True"])
     corpus = root / "corpus"
-    corpus.mkdir()
-    (corpus / "rotten_tomatoes_corpus_full.csv.bz2").write_bytes(bz2.compress(buffer.getvalue().encode()))
+    write_rotten_tomatoes(corpus, plot="a plot summary that is not a review")
     with (corpus / "political_data.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["party", "speaker", "text"])

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import bz2
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +10,7 @@ import polars as pl
 import pytest
 import yaml
 from test_lm_tasks import assets  # noqa: F401  (the fixture of a tiny corpus and tokenizer)
+from tiny_models import write_rotten_tomatoes
 
 from harness import samples
 from harness.cli import main
@@ -102,18 +100,7 @@ def tiny_encoder(tmp_path_factory):  # type: ignore[no-untyped-def]
     )  # fmt: skip
     BertModel(config).save_pretrained(str(root / "bert"))
     tokenizer.save_pretrained(str(root / "bert"))
-    rng = np.random.default_rng(0)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
-    for i in range(300):
-        fresh = i % 2 == 0
-        text = " ".join(rng.choice(words[3:6] if fresh else words[6:], size=3))
-        writer.writerow(["fresh" if fresh else "rotten", f"the film was {text}", "m", "False"])
-    (root / "corpus").mkdir()
-    (root / "corpus" / "rotten_tomatoes_corpus_full.csv.bz2").write_bytes(
-        bz2.compress(buffer.getvalue().encode())
-    )
+    write_rotten_tomatoes(root / "corpus", numbered=False)
     return root
 
 

