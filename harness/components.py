@@ -21,6 +21,18 @@ SCALES = ("smoke", "cpu", "paper")
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one run of a task asks of the machine it runs on: the local executor gives a run that asks for
+    a GPU a device of its own, and the Ray executor turns these into the task's resource request.
+    `expected_s` is the planner's guess of a run's wall time when no earlier record of it exists."""
+
+    cpus: float = 1.0
+    gpus: int = 0
+    memory_gb: float = 1.0
+    expected_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Metric:
     """A metric a task reports. `tolerance` is the absolute change `compare` treats as noise; `gate=False`
     marks machine-dependent figures (timings) that are shown but never fail a comparison. `required=False`
@@ -132,6 +144,18 @@ class Task(Component):
     figures: ClassVar[tuple[Figure, ...]] = ()
     # False for tasks whose data comes from a hub: `families:` adds them to `paper`-scale boards only.
     offline: ClassVar[bool] = True
+    # Per scale, what a run asks of its machine (scales not listed get `Resources()`); see `resources_at`.
+    resources: ClassVar[dict[str, Resources]] = {}
+
+    @classmethod
+    def resources_at(cls, scale: str) -> Resources:
+        return cls.resources.get(scale, Resources())
+
+    def artifact_keys(self, method: Method, seed: int, scale: str) -> tuple[str, ...]:
+        """The shared artifacts (ArtifactCache `kind/key` paths) a run of `method` on this task builds or
+        reuses, computed cheaply before anything runs, so the planner can start each artifact's builder
+        first and hold back the runs that need it until it exists. The default: none."""
+        return ()
 
     @classmethod
     def params_for_scale(cls, scale: str, overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
