@@ -102,7 +102,13 @@ def save(
                     continue
                 entry = saved.setdefault(
                     f"{cell.task}\t{cell.method}",
-                    {"task": cell.task, "method": cell.method, "degenerate": cell.degenerate, "metrics": {}},
+                    {
+                        "task": cell.task,
+                        "method": cell.method,
+                        **versions_of([r for r in plan if r.task == cell.task and r.method == cell.method]),
+                        "degenerate": cell.degenerate,
+                        "metrics": {},
+                    },
                 )
                 entry["metrics"][metric.name] = {
                     "values": list(cell.values),
@@ -131,6 +137,27 @@ def save(
         tmp.unlink(missing_ok=True)
         raise UserError(f"baseline {path} cannot be written ({err.strerror or err})") from None
     return path, skipped
+
+
+def versions_of(runs: list[PlannedRun]) -> dict[str, str]:
+    """The task's and the method's versions a cell's runs have (one each: a cell is one task x method)."""
+    return {
+        "task_version": ",".join(sorted({r.spec.task.version for r in runs})),
+        "method_version": ",".join(sorted({r.spec.method.version for r in runs})),
+    }
+
+
+def version_note(saved: dict[str, Any], runs: list[PlannedRun]) -> str:
+    """Says which component's version differs from the baseline's: a version is bumped when a result
+    changes on purpose, so such a difference is expected and the baseline is due to be saved again.
+    Empty when the versions agree or the baseline predates recorded versions."""
+    now = versions_of(runs)
+    changed = [
+        f"{what} v{saved[field]} in the baseline, v{now[field]} now"
+        for what, field in (("task", "task_version"), ("method", "method_version"))
+        if field in saved and saved[field] != now[field]
+    ]
+    return "; ".join(changed)
 
 
 def _make_folder(folder: Path) -> None:
@@ -183,6 +210,9 @@ def _check_cell(cell: Any, where: str) -> None:
         if not isinstance(cell.get(key), str) or not cell[key]:
             raise UserError(f"{where}: field '{key}' must be a non-empty string, got {_short(cell.get(key))}")
     where = f"{where} ({cell['task']} × {cell['method']})"
+    for key in ("task_version", "method_version"):  # absent in baselines saved before versions were kept
+        if key in cell and (not isinstance(cell[key], str) or not cell[key]):
+            raise UserError(f"{where}: field '{key}' must be a non-empty string, got {_short(cell[key])}")
     degenerate = cell.get("degenerate", 0)
     if isinstance(degenerate, bool) or not isinstance(degenerate, int) or degenerate < 0:
         raise UserError(
@@ -318,15 +348,16 @@ def compare(
                 )
                 continue
             cell = cells(board, runs, records, metric)[0]
+            changed = version_note(saved, runs)
             if cell.status != "ok":
-                out.append(
-                    Comparison(task, method, metric, base, cell.values, None, None, cell.status, cell.reason)
-                )
+                reason = "; ".join(filter(None, [cell.reason, changed]))
+                out.append(Comparison(task, method, metric, base, cell.values, None, None, cell.status, reason))
                 continue
             tol = entry["tolerance"] if tolerance is None else tolerance
             delta, p, word, note = verdict(base, cell.values, entry["higher_is_better"], tol, alpha)
             if metric == board.task_class(task).primary_metric:
                 word, note = degenerate_verdict(cell, saved.get("degenerate"), word, note)
+            note = "; ".join(filter(None, [note, changed]))
             out.append(Comparison(task, method, metric, base, cell.values, delta, p, word, note))
     return out
 

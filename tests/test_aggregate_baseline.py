@@ -245,3 +245,32 @@ def test_compare_notes_are_given_once_per_method_and_note():
         row("mlp", "roc_auc", "fewer than 2 seeds"),
     ]
     assert notes(rows) == ["svm: not run", "mlp log_loss, roc_auc: fewer than 2 seeds"]
+
+
+def test_baseline_keeps_versions_and_compare_names_a_bumped_one(board_file, results, tmp_path, capsys):
+    path = str(board_file(BOARD))
+    assert main(["run", path, "--no-progress"]) == 0
+    folder = tmp_path / "baselines"
+    assert main(["baseline", "save", path, "v1", "--dir", str(folder)]) == 0
+    file = folder / "agg" / "v1.json"
+    document = json.loads(file.read_text())
+    plan = lb.load(path).plan()
+    version = plan[0].spec.method.version
+    assert {(c["task_version"], c["method_version"]) for c in document["cells"]} == {
+        (plan[0].spec.task.version, version)
+    }
+    capsys.readouterr()
+    for cell in document["cells"]:
+        if cell["method"] == "b":
+            cell["method_version"] = "0"
+    file.write_text(json.dumps(document))
+    assert main(["compare", path, "--baseline", "v1", "--dir", str(folder), "--all"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"method v0 in the baseline, v{version} now" in out
+    assert out.count("in the baseline, v") == 1, "only the bumped cell is noted"
+
+    cell = document["cells"][0]
+    cell["method_version"] = 3
+    file.write_text(json.dumps(document))
+    assert main(["compare", path, "--baseline", "v1", "--dir", str(folder)]) == 2
+    assert "'method_version' must be a non-empty string" in capsys.readouterr().err
