@@ -351,7 +351,9 @@ def compare(
             changed = version_note(saved, runs)
             if cell.status != "ok":
                 reason = "; ".join(filter(None, [cell.reason, changed]))
-                out.append(Comparison(task, method, metric, base, cell.values, None, None, cell.status, reason))
+                out.append(
+                    Comparison(task, method, metric, base, cell.values, None, None, cell.status, reason)
+                )
                 continue
             tol = entry["tolerance"] if tolerance is None else tolerance
             delta, p, word, note = verdict(base, cell.values, entry["higher_is_better"], tol, alpha)
@@ -373,4 +375,3 @@ def degenerate_verdict(cell: Cell, saved: int | None, word: str, note: str) -> t
         return "worse", f"newly {flagged}; the baseline's was not"
     known = "as in the baseline" if saved else "the baseline does not say whether it was"
     return word, "; ".join(filter(None, [note, f"{flagged}, {known}"]))
-
