@@ -102,12 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=_workers, default=None, help="parallel runs (default: GPUs, else CPU cores)"
     )
-    p.add_argument(
-        "--threads",
-        type=_workers,
-        default=None,
-        help="torch/BLAS threads per worker (default 1: no oversubscription, same result for any --workers)",
-    )
     p.add_argument("--executor", choices=["local"], default="local")
     p.add_argument(
         "--rerun",
@@ -230,11 +224,22 @@ def _board_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=_csv, default=None, help="comma-separated task labels to keep (or --task)")
     p.add_argument("--methods", type=_csv, default=None, help="comma-separated method labels to keep")
     p.add_argument("--seeds", type=_seeds, default=None, help="seeds, e.g. 0,1,2 or 0-4")
+    _threads_arg(p)
     p.add_argument(
         "--results",
         type=Path,
         default=None,
         help="results folder (default: $LOGITBENCH_RESULTS or ./logitbench-results)",
+    )
+
+
+def _threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=_workers,
+        default=1,
+        help="torch/BLAS threads per run (default 1: no oversubscription). Part of each run's key, since "
+        "more threads move results slightly: runs made with --threads N are shown with --threads N",
     )
 
 
@@ -244,6 +249,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="the task's label in the leaderboard")
     p.add_argument("--method", required=True, help="the method's label in the leaderboard")
     p.add_argument("--seed", type=_seed, default=None, help="the run's seed (default: the board's first)")
+    _threads_arg(p)
     p.add_argument(
         "--results",
         type=Path,
@@ -357,7 +363,7 @@ def _plan(
 ) -> tuple[lb.Leaderboard, list[lb.PlannedRun], ResultStore]:
     store = _results(args.results, write)
     board = lb.load(args.leaderboard)
-    return board, board.plan(args.tasks, args.methods, args.seeds), store
+    return board, board.plan(args.tasks, args.methods, args.seeds, args.threads), store
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
@@ -660,7 +666,7 @@ def _baseline_summary(args: argparse.Namespace) -> Summary:
 
     baseline.check_name(args.baseline)
     board = lb.load(args.leaderboard)
-    plan = _families(board, board.plan(args.tasks, args.methods, args.seeds), args.family)
+    plan = _families(board, board.plan(args.tasks, args.methods, args.seeds, args.threads), args.family)
     if args.metric is not None:
         board.check_metric(args.metric, plan)
     path = baseline.find(board.name, args.baseline, args.dir)
@@ -733,7 +739,7 @@ def _stored_run(args: argparse.Namespace, method: str) -> tuple[ResultStore, lb.
     store = _results(args.results, write=False)
     board = lb.load(args.leaderboard)
     seeds = None if args.seed is None else [args.seed]
-    runs = [r for r in board.plan([args.task], [method], seeds) if r.method == method]
+    runs = [r for r in board.plan([args.task], [method], seeds, args.threads) if r.method == method]
     run = runs[0]  # the first of the board's seeds unless --seed names one
     try:
         record = store.read(run.spec.key)

@@ -98,9 +98,9 @@ def default_threads(workers: int) -> int:
 
     One thread never oversubscribes (workers default to the cores), and it keeps a seed's result the same
     whatever `--workers` or the machine's load: a CNN trained with 2 threads instead of 1 comes out slightly
-    different (seen here: distillation/digits students moved by 0.001-0.002 top-1), and the thread count is
-    not in the run key. Two threads on two cores were also up to 7x slower than one when another process kept
-    a core busy. `--threads N` trades that for speed; the record keeps the count.
+    different (seen here: distillation/digits students moved by 0.001-0.002 top-1), which is why a count
+    other than 1 is part of the run's key (RunSpec.threads). Two threads on two cores were also up to 7x
+    slower than one when another process kept a core busy.
     """
     return 1
 

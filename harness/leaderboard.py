@@ -72,9 +72,14 @@ class Leaderboard:
     builtin_only: bool = False
 
     def plan(
-        self, tasks: list[str] | None = None, methods: list[str] | None = None, seeds: list[int] | None = None
+        self,
+        tasks: list[str] | None = None,
+        methods: list[str] | None = None,
+        seeds: list[int] | None = None,
+        threads: int = 1,
     ) -> list[PlannedRun]:
-        """Every compatible (task, method, seed) run, optionally narrowed to the given labels and seeds."""
+        """Every compatible (task, method, seed) run, optionally narrowed to the given labels and seeds,
+        each computed with `threads` torch/BLAS threads (part of the key, see RunSpec.threads)."""
         task_entries = _select(self.tasks, tasks, "task", self.name)
         method_entries = _select(self.methods, methods, "method", self.name)
         seed_list = list(self.seeds) if seeds is None else seeds
@@ -87,7 +92,9 @@ class Leaderboard:
                     continue
                 where = f"{self.source}: task '{t.shown}', method '{m.shown}'"
                 for seed in seed_list:
-                    spec = make_spec(task_cls, method_cls, seed, self.scale, t.params, m.params, where)
+                    spec = make_spec(
+                        task_cls, method_cls, seed, self.scale, t.params, m.params, where, threads
+                    )
                     runs.append(PlannedRun(t.shown, m.shown, spec))
         if not runs:
             raise UserError(

@@ -58,6 +58,10 @@ class RunSpec:
     method: ComponentRef
     seed: int
     scale: str
+    # Torch/BLAS threads the run computes with. More than one splits float reductions differently and so
+    # moves a result slightly (CNN students by 0.001-0.002 top-1 here): it is keyed, but only when not 1,
+    # so the keys of single-threaded runs, the default, read as before.
+    threads: int = 1
 
     @property
     def key(self) -> str:
@@ -70,6 +74,7 @@ class RunSpec:
             "method": self.method.key_json(),
             "seed": self.seed,
             "scale": self.scale,
+            **self._threads_json(),
         }
         return json.dumps(identity, sort_keys=True, separators=(",", ":"), default=_json_default)
 
@@ -79,7 +84,11 @@ class RunSpec:
             "method": self.method.to_json(),
             "seed": self.seed,
             "scale": self.scale,
+            **self._threads_json(),
         }
+
+    def _threads_json(self) -> dict[str, int]:
+        return {} if self.threads == 1 else {"threads": self.threads}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunSpec:
@@ -88,6 +97,7 @@ class RunSpec:
             ComponentRef.from_json(data["method"]),
             int(data["seed"]),
             str(data["scale"]),
+            int(data.get("threads", 1)),
         )
 
     def label(self) -> str:
@@ -102,6 +112,7 @@ def make_spec(
     task_params: dict[str, Any] | None = None,
     method_params: dict[str, Any] | None = None,
     where: str = "run",
+    threads: int = 1,
 ) -> RunSpec:
     """Resolve defaults, scale settings and overrides into a spec; errors name `where` and the field."""
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -120,6 +131,7 @@ def make_spec(
         ),
         seed,
         scale,
+        threads,
     )
 
 

@@ -169,7 +169,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
     ctx: RunContext | None = None
     warnings: list[str] = []
     try:
-        set_threads(options.threads)
+        set_threads(spec.threads)
         device = pick_device(options.gpu)
         task_cls = TASKS.get(spec.task.name)
         method_cls = METHODS.get(spec.method.name)
@@ -184,7 +184,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
         def attempt() -> dict[str, float]:
             nonlocal ctx
             seed_everything(spec.seed)
-            ctx = RunContext(spec.seed, device, options.threads, artifacts, warnings=warnings)
+            ctx = RunContext(spec.seed, device, spec.threads, artifacts, warnings=warnings)
             task = task_cls(**spec.task.params_dict())
             method = method_cls(**spec.method.params_dict())
             return task.run(method, ctx)
@@ -221,7 +221,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
         phases=ctx.phases if ctx else {},
         details=details,
         device=device,
-        threads=options.threads,
+        threads=spec.threads,
         warnings=warnings,
         samples=samples,
     )

@@ -298,5 +298,14 @@ def test_threads_flag_sets_each_workers_threads_and_the_default_is_one(board_fil
     assert main(["run", str(board_file(BOARD)), "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
 
-    assert main(["run", str(board_file(BOARD)), "--workers", "1", "--rerun", "always", "--no-progress"]) == 0
-    assert {r.data["threads"] for r in _records(results).values()} == {1}  # whatever --workers is
+    three = _records(results)
+    assert main(["run", str(board_file(BOARD)), "--workers", "2", "--no-progress"]) == 0
+    records = _records(results)
+    one = {k: r for k, r in records.items() if k not in three}
+    assert len(one) == len(three) and {r.data["threads"] for r in one.values()} == {1}  # any --workers
+    # The thread count is keyed (it moves results slightly): `show` finds the runs of the count it is given.
+    assert all(r.data["spec"].get("threads") == 3 and r.spec.threads == 3 for r in three.values())
+    assert all("threads" not in r.data["spec"] for r in one.values()), "1-thread keys read as before"
+    ended = {k: r.data["ended_at"] for k, r in records.items()}
+    assert main(["run", str(board_file(BOARD)), "--threads", "3", "--no-progress"]) == 0
+    assert {k: r.data["ended_at"] for k, r in _records(results).items()} == ended, "nothing ran again"
