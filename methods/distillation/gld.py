@@ -6,7 +6,8 @@ make a co-activation graph over the classes. The student's and the teacher's gra
 sorted weighted degrees of their nodes: a 1-D Wasserstein distance between node statistics, which
 lower-bounds Gromov-Wasserstein, costs O(C log C), and does not change when one graph's classes are
 permuted. The official repositories (Reallm-Labs/InfiGFusion, commit 3fb9411; wyy-code/InfiGFusion)
-publish no loss code, so this follows the paper's text.
+publish no loss code, so this follows the paper's text. The graph and its distance are
+methods/graph_on_logits.py, the one formula the language-model `lm-gld` shares.
 
 `graph_values = "probabilities"` builds the graph from the top-k softmax probabilities instead, what
 logitbench did before: a named option because probabilities are bounded and, unlike logits, do not change
@@ -17,43 +18,18 @@ graph then compares predictions rather than the logits' arbitrary offset and sca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from harness.lazy import lazy_module
 from harness.registries import register_method
 from methods.distillation.kd import kd_loss
+from methods.graph_on_logits import GraphValues, coactivation_graph, graph_distance
 from tasks.distillation.protocol import DistillationMethod
 
 torch = lazy_module("torch")
 F = lazy_module("torch.nn.functional")
 
-GraphValues = Literal["logits", "probabilities"]
-
-
-def coactivation_graph(
-    logits: torch.Tensor, top_k: int, temperature: float, values: GraphValues = "logits"
-) -> torch.Tensor:
-    """(classes, classes): mean over the batch of v v^T, v the logits / T (or their softmax) with all but
-    the top k zeroed."""
-    scores = logits / temperature
-    if values == "probabilities":
-        scores = F.softmax(scores, dim=1)
-    top = scores.topk(min(top_k, scores.shape[1]), dim=1)
-    kept = torch.zeros_like(scores).scatter(1, top.indices, top.values)
-    return kept.T @ kept / len(logits)
-
-
-def graph_distance(
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    top_k: int,
-    temperature: float,
-    values: GraphValues = "logits",
-) -> torch.Tensor:
-    """Mean squared difference of the two graphs' sorted weighted degrees."""
-    deg_s = coactivation_graph(student, top_k, temperature, values).sum(dim=1).sort().values
-    deg_t = coactivation_graph(teacher, top_k, temperature, values).sum(dim=1).sort().values
-    return ((deg_s - deg_t) ** 2).mean()
+__all__ = ["GraphOnLogits", "KDWithGraphOnLogits", "coactivation_graph", "graph_distance"]
 
 
 @register_method("gld")
