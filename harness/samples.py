@@ -2,11 +2,13 @@
 
 A task hands its table to `RunContext.samples` (one value per example and column, with the columns that
 name an example and, where there is one, its prediction and label). For an `ok` run only, the worker
-writes the table to `<key>.samples.parquet` next to the record, atomically (a temporary file renamed)
+writes the table next to the record, atomically (a temporary file renamed)
 and before the record, and the record names it with its rows and sha256 (`record["samples"]`), so a
 record never points to a missing file. A failed attempt writes no table, so an `ok` run's table stays
 with the `ok` record the store keeps (harness/store.py); an `ok` record written without a table removes
-the key's old one. A file that no longer matches its record (another attempt wrote over it) is refused.
+the key's old ones. Each attempt writes a file of its own (`<key>.<run id>.samples.parquet`), so one killed
+between its table and its record leaves the standing record's table as it was; a file that no longer
+matches its record's sha256 (edited, or damaged) is refused.
 
 Which tables are kept is `$LOGITBENCH_SAMPLES` (`logitbench run --samples`): `auto` (the default) keeps
 tables up to AUTO_MAX_BYTES in memory (16 MiB: a 10,000-question MCQ run with 5 options is about 0.7
@@ -105,9 +107,9 @@ def mode_from_env() -> tuple[str, str | None]:
     return "auto", f"${SAMPLES_ENV} is {mode!r}, expected one of {', '.join(MODES)}: used auto"
 
 
-def keep(store: ResultStore, key: str, table: SampleTable, mode: str) -> dict[str, Any]:
-    """Write `table` for `key` when `mode` keeps it; the record's `samples` entry either way. OSError
-    when the file cannot be written."""
+def keep(store: ResultStore, key: str, run_id: str, table: SampleTable, mode: str) -> dict[str, Any]:
+    """Write run `run_id`'s `table` for `key` when `mode` keeps it; the record's `samples` entry either
+    way. OSError when the file cannot be written."""
     frame = table.frame
     entry: dict[str, Any] = {
         "rows": frame.height,
@@ -124,7 +126,7 @@ def keep(store: ResultStore, key: str, table: SampleTable, mode: str) -> dict[st
             else f"{size / 2**20:.1f} MiB, above the {AUTO_MAX_BYTES >> 20} MiB that --samples auto keeps"
         )
         return {**entry, "file": None, "not_kept": why}
-    final = store.samples_path(key)
+    final = store.samples_path(key, run_id)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
@@ -158,7 +160,9 @@ def load(store: ResultStore, record: Record, what: str) -> tuple[pl.DataFrame, d
             f"{what}: per-example results were not kept ({entry.get('not_kept', 'no file')}); "
             "`logitbench run ... --samples all --rerun always` keeps them"
         )
-    path = store.samples_path(record.key)
+    path = store.samples_file(record.key, str(entry["file"]))
+    if path is None:
+        raise UserError(f"{what}: the record names {entry['file']!r}, not one of its key's tables")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ RECORD_SCHEMA = 1
 STATUSES = ("ok", "failed", "timeout")
 RESULTS_ENV = "LOGITBENCH_RESULTS"
 FAILED_SUFFIX = ".failed.json"
+SAMPLES_SUFFIX = ".samples.parquet"
 CLAIMS_FILE = ".claims"
 # Open-file-description locks belong to the open file, not the process (Linux); POSIX record locks are
 # the fallback: per process, which is enough since each worker holds only its own run's claim.
@@ -130,9 +132,25 @@ class ResultStore:
     def claims_path(self) -> Path:
         return self.runs_dir / CLAIMS_FILE
 
-    def samples_path(self, key: str) -> Path:
-        """The per-example table of the key's `ok` record, written before it (harness/samples.py)."""
-        return self.runs_dir / key[:2] / f"{key}.samples.parquet"
+    def samples_path(self, key: str, run_id: str) -> Path:
+        """Where run `run_id` of `key` writes its per-example table, before its record (harness/samples.py):
+        one file per attempt, so an attempt killed before its record never touches the table of the `ok`
+        record that stands."""
+        attempt = re.sub(r"[^A-Za-z0-9_-]", "", run_id)[:12] or "run"
+        return self.runs_dir / key[:2] / f"{key}.{attempt}{SAMPLES_SUFFIX}"
+
+    def samples_file(self, key: str, name: str) -> Path | None:
+        """The table a record of `key` names (`record["samples"]["file"]`); None for a name that is not
+        one of that key's tables (an edited record must not point anywhere else)."""
+        if Path(name).name != name or not name.startswith(f"{key}.") or not name.endswith(SAMPLES_SUFFIX):
+            return None
+        return self.runs_dir / key[:2] / name
+
+    def remove_samples(self, key: str, keep: str | None = None) -> None:
+        """Remove the key's per-example tables except the one named `keep` (the standing record's)."""
+        for path in (self.runs_dir / key[:2]).glob(f"{key}.*{SAMPLES_SUFFIX}"):
+            if path.name != keep:
+                path.unlink(missing_ok=True)
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -156,8 +174,8 @@ class ResultStore:
         _atomic_write(target, data)
         if target == final:
             self.failed_path(data["key"]).unlink(missing_ok=True)
-            if not (data.get("samples") or {}).get("file"):  # an older run's table is not this record's
-                self.samples_path(data["key"]).unlink(missing_ok=True)
+            # Tables of earlier runs, and of attempts killed before their record, are not this record's.
+            self.remove_samples(data["key"], keep=(data.get("samples") or {}).get("file"))
         return target
 
     def set_aside(self, path: Path) -> Path | None:

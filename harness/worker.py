@@ -209,7 +209,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
         problems.append(f"details is a {type(details).__name__}, not a mapping: dropped")
         details = {}
     warnings += problems
-    samples = _keep_samples(store, spec.key, ctx, warnings) if status == "ok" else None
+    samples = _keep_samples(store, spec.key, run_id, ctx, warnings) if status == "ok" else None
     return build_record(
         spec,
         run_id,
@@ -228,7 +228,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
 
 
 def _keep_samples(
-    store: ResultStore, key: str, ctx: RunContext | None, warnings: list[str]
+    store: ResultStore, key: str, run_id: str, ctx: RunContext | None, warnings: list[str]
 ) -> dict[str, Any] | None:
     """Write an ok run's per-example table (before its record) and return the record's entry for it; a
     table that cannot be written is a warning, never a lost run. A failed run writes none, so an earlier
@@ -241,7 +241,7 @@ def _keep_samples(
     if problem:
         warnings.append(problem)
     try:
-        return keep(store, key, ctx.sample_table, mode)
+        return keep(store, key, run_id, ctx.sample_table, mode)
     except OSError as err:
         warnings.append(f"per-example results not kept: {err.strerror or err}")
         return None

@@ -144,7 +144,7 @@ def _spec(method: str = "logreg"):  # type: ignore[no-untyped-def]
 
 
 def _ok(store: ResultStore, spec, table: samples.SampleTable | None, mode: str = "auto") -> dict:  # type: ignore[no-untyped-def]
-    entry = None if table is None else samples.keep(store, spec.key, table, mode)
+    entry = None if table is None else samples.keep(store, spec.key, f"run-{mode}", table, mode)
     accuracy = float(table.frame["correct"].mean()) if table is not None else 1.0
     metrics = {"accuracy": {"value": accuracy, "higher_is_better": True}}
     record = build_record(spec, f"run-{mode}", "ok", metrics, None, "t", 0.0, samples=entry)
@@ -152,10 +152,14 @@ def _ok(store: ResultStore, spec, table: samples.SampleTable | None, mode: str =
     return record
 
 
+def _tables(store: ResultStore, key: str) -> list[str]:
+    return sorted(p.name for p in (store.runs_dir / key[:2]).glob(f"{key}.*.samples.parquet"))
+
+
 def test_a_failed_attempt_keeps_the_ok_runs_table_and_a_new_ok_record_replaces_it(tmp_path):
     store, spec = ResultStore(tmp_path), _spec()
     _ok(store, spec, _table(flip=(1,)))
-    path = store.samples_path(spec.key)
+    path = store.samples_path(spec.key, "run-auto")
     before = path.read_bytes()
     failed = build_record(spec, "r2", "failed", {}, {"type": "E", "message": "boom"}, "t", 0.0)
     assert store.write(failed) == store.failed_path(spec.key)
@@ -171,35 +175,46 @@ def test_a_worker_failure_writes_no_table(tmp_path):
     """A run that raises after ctx.samples keeps no table (an earlier ok one stays)."""
     store, spec = ResultStore(tmp_path), _spec()
     _ok(store, spec, _table())
-    before = store.samples_path(spec.key).read_bytes()
+    before = store.samples_path(spec.key, "run-auto").read_bytes()
     bad = make_spec(TASKS.get("tabular/iris"), METHODS.get("logreg"), 0, "smoke", {"folds": 1000})
     record = run_spec(bad, store, WorkerOptions(str(tmp_path), 1), "x")
     assert record["status"] == "failed" and "samples" not in record
-    assert not store.samples_path(bad.key).exists()
-    assert store.samples_path(spec.key).read_bytes() == before
+    assert not _tables(store, bad.key)
+    assert store.samples_path(spec.key, "run-auto").read_bytes() == before
 
 
 def test_modes_keep_large_tables_only_when_asked(tmp_path, monkeypatch):
     store, spec = ResultStore(tmp_path), _spec()
     monkeypatch.setattr(samples, "AUTO_MAX_BYTES", 10)
     _ok(store, spec, _table(), mode="auto")
-    assert not store.samples_path(spec.key).exists()
+    assert not _tables(store, spec.key)
     entry = store.read(spec.key).data["samples"]
     assert entry["file"] is None and "above" in entry["not_kept"] and entry["rows"] == 6
     _ok(store, spec, _table(), mode="all")
-    assert store.samples_path(spec.key).exists()
+    assert _tables(store, spec.key) == [store.samples_path(spec.key, "run-all").name]
     _ok(store, spec, _table(), mode="none")
-    assert not store.samples_path(spec.key).exists()
+    assert not _tables(store, spec.key)
     monkeypatch.setenv(samples.SAMPLES_ENV, "sometimes")
     assert samples.mode_from_env()[0] == "auto" and "sometimes" in samples.mode_from_env()[1]
 
 
-def test_a_table_written_over_by_another_attempt_is_refused(tmp_path):
+def test_an_attempt_killed_before_its_record_leaves_the_standing_table_and_edits_are_refused(tmp_path):
     store, spec = ResultStore(tmp_path), _spec()
     _ok(store, spec, _table())
-    samples.keep(store, spec.key, _table(flip=(0,)), "auto")  # as a killed later attempt would leave it
+    samples.keep(store, spec.key, "killed", _table(flip=(0,)), "auto")  # its record was never written
+    frame, _ = samples.load(store, store.read(spec.key), "t")
+    assert frame["correct"].sum() == 6, "the standing record's own table, not the killed attempt's"
+    _ok(store, spec, _table(flip=(2,)), mode="all")  # the next ok record clears what it does not name
+    assert _tables(store, spec.key) == [store.samples_path(spec.key, "run-all").name]
+
+    path = store.samples_path(spec.key, "run-all")
+    path.write_bytes(path.read_bytes()[:-1] + b"x")
     with pytest.raises(samples.UserError, match="does not match its record"):
         samples.load(store, store.read(spec.key), "t")
+    record = store.read(spec.key)
+    record.data["samples"]["file"] = "../../elsewhere.samples.parquet"
+    with pytest.raises(samples.UserError, match="not one of its key's tables"):
+        samples.load(store, record, "t")
 
 
 @pytest.mark.parametrize(
@@ -342,6 +357,7 @@ def test_runs_without_tables_and_bad_diff_input_are_one_line_errors(planted, cap
     assert "same method" in _one_error(capsys)
     assert main(["diff-samples", board, "--method", "svm", "--against", "logreg", "--seed", "0", *base]) == 2
     assert "no stored run" in _one_error(capsys)
-    store.samples_path(runs["svm"].spec.key).unlink()
+    svm = runs["svm"].spec.key
+    store.samples_file(svm, store.read(svm).data["samples"]["file"]).unlink()
     assert main(["samples", board, "--method", "svm", "--seed", "1", *base]) == 2
     assert "is missing" in _one_error(capsys)
