@@ -131,6 +131,20 @@ class ArtifactCache:
         return True
 
 
+def artifact_id(kind: str, identity: dict[str, Any], components: tuple[Any, ...]) -> str:
+    """`kind/key`, the folder under the cache root that `get_or_build(kind, identity, ...)` uses in a run of
+    `components` (its task and method), known before the run: their local inputs are keyed by content
+    digest as the worker keys them, through the same `ArtifactCache.key`. What `Task.artifact_keys` lists."""
+    from harness.spec import input_digests
+
+    digests = {}
+    for component in components:
+        params = component.params()
+        for name, digest in input_digests(type(component), params, "artifact"):
+            digests[params[name]] = digest
+    return f"{kind}/{ArtifactCache(Path(), digests).key(kind, identity)}"
+
+
 def _by_content(value: Any, digests: dict[str, str]) -> Any:
     """`value` with every string that is one of the run's local input paths replaced by its digest."""
     if not digests:

@@ -8,23 +8,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts import ArtifactCache
+from harness.artifacts import ArtifactCache, artifact_id
 from harness.errors import UserError
 
 GGUF_ASSETS = {"smollm2-135m": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 
 
+CONVERTED = "causal-lm-converted"
+
+
+def converted_identity(model: str) -> dict[str, str] | None:
+    """What names the converted checkpoint of a GGUF asset; None for a model that needs no conversion."""
+    return {"model": model, "file": GGUF_ASSETS[model]} if model in GGUF_ASSETS else None
+
+
+def artifact_keys(models: tuple[str, ...], components: tuple[Any, ...]) -> tuple[str, ...]:
+    """The converted checkpoints loading `models` in a run of `components` builds or reuses."""
+    identities = [converted_identity(m) for m in dict.fromkeys(models)]
+    return tuple(artifact_id(CONVERTED, i, components) for i in identities if i is not None)
+
+
 def checkpoint_folder(model: str, artifacts: ArtifactCache) -> str:
     """A folder (or hub id) that `from_pretrained` loads: assets are converted once, paths and ids pass."""
-    if model in GGUF_ASSETS:
+    identity = converted_identity(model)
+    if identity is not None:
         from harness.assets import resolve
 
         source = resolve(model)
         return str(
             artifacts.get_or_build(
-                "causal-lm-converted",
-                {"model": model, "file": GGUF_ASSETS[model]},
-                lambda out: _convert_gguf(source, GGUF_ASSETS[model], out),
+                CONVERTED, identity, lambda out: _convert_gguf(source, GGUF_ASSETS[model], out)
             )
         )
     path = Path(model).expanduser()

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from harness.components import Metric, Task
+from harness.artifacts import artifact_id
+from harness.components import Metric, Resources, Task
 from harness.context import RunContext
 from harness.errors import UserError
 from harness.health import HEALTH_METRIC, report_health
@@ -48,6 +49,13 @@ class DistillationTask(Task):
     method_protocol: ClassVar[type] = DistillationMethod
     metrics: ClassVar[tuple[Metric, ...]] = DISTILLATION_METRICS
     primary_metric: ClassVar[str] = "student_top1"
+    # cpu: runs took 3 s (digits) and 5 s (mnist-5k) at the median, the seed's teacher builder 30-200 s
+    # (2 cores shared with other jobs); paper: a GPU each.
+    resources: ClassVar[dict[str, Resources]] = {
+        "smoke": Resources(expected_s=3.0),
+        "cpu": Resources(expected_s=5.0),
+        "paper": Resources(cpus=4.0, gpus=1, memory_gb=16.0, expected_s=3600.0),
+    }
 
     teacher: str = "cnn"  # the teacher's network (tasks/distillation/networks.py)
     student: str = "mlp-small"  # the student's network
@@ -88,18 +96,17 @@ class DistillationTask(Task):
             x, y = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
             x_test, y_test = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
         shape, classes = tuple(train.x.shape[1:]), train.classes
-        identity = {"task": self.name, "params": asdict(self), "seed": ctx.seed}
 
         with ctx.phase("teacher"):
             teacher = build(self.teacher, shape, classes).to(device)
-            folder = self._teacher_artifact(ctx, identity, teacher, x, y, x_test, y_test)
+            folder = self._teacher_artifact(ctx, teacher, x, y, x_test, y_test)
             teacher.load_state_dict(torch.load(folder / "teacher.pt", map_location=device))
             teacher.eval()
             teacher_meta = json.loads((folder / "meta.json").read_text())
         with ctx.phase("ce_reference"):
             reference = ctx.artifacts.get_or_build(
                 "distillation-ce-student",
-                identity,
+                self.reference_identity(ctx.seed),
                 lambda out: self._ce_student(out, ctx, x, y, x_test, y_test),
             )
             ce_top1 = json.loads((reference / "meta.json").read_text())["top1"]
@@ -143,7 +150,23 @@ class DistillationTask(Task):
             HEALTH_METRIC.name: report_health(ctx, logits.argmax(dim=1).cpu(), y_test.cpu()),
         }
 
-    def _teacher_artifact(self, ctx, identity, teacher, x, y, x_test, y_test) -> Path:  # type: ignore[no-untyped-def]
+    def reference_identity(self, seed: int) -> dict:
+        """What determines the CE reference student of a seed: everything the task has."""
+        return {"task": self.name, "params": asdict(self), "seed": seed}
+
+    def teacher_identity(self, seed: int) -> dict:
+        """What determines the teacher of a seed: the task without the student's own settings."""
+        identity = self.reference_identity(seed)
+        identity["params"] = {k: v for k, v in identity["params"].items() if k not in ("student", "epochs")}
+        return identity
+
+    def artifact_keys(self, method: DistillationMethod, seed: int, scale: str) -> tuple[str, ...]:
+        return (
+            artifact_id("distillation-teacher", self.teacher_identity(seed), (self, method)),
+            artifact_id("distillation-ce-student", self.reference_identity(seed), (self, method)),
+        )
+
+    def _teacher_artifact(self, ctx, teacher, x, y, x_test, y_test) -> Path:  # type: ignore[no-untyped-def]
         import torch
 
         from tasks.distillation import training
@@ -165,11 +188,8 @@ class DistillationTask(Task):
             torch.save(teacher.state_dict(), out / "teacher.pt")
             (out / "meta.json").write_text(json.dumps({"top1": top1, "seconds": time.perf_counter() - start}))
 
-        teacher_identity = {k: v for k, v in identity.items() if k != "params"}
-        teacher_identity["params"] = {
-            k: v for k, v in identity["params"].items() if k not in ("student", "epochs")
-        }
-        return ctx.artifacts.get_or_build("distillation-teacher", teacher_identity, build_teacher)
+        identity = self.teacher_identity(ctx.seed)
+        return ctx.artifacts.get_or_build("distillation-teacher", identity, build_teacher)
 
     def _ce_student(self, out: Path, ctx, x, y, x_test, y_test) -> None:  # type: ignore[no-untyped-def]
         import torch

@@ -15,7 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.components import Metric, Task
+from harness.artifacts import artifact_id
+from harness.components import Metric, Resources, Task
 from harness.context import RunContext
 from harness.health import HEALTH_METRIC, report_health
 from harness.registries import register_task
@@ -49,6 +50,12 @@ class EarlyExitTask(Task):
     primary_metric: ClassVar[str] = "score"
     metric_name: ClassVar[str] = "accuracy"
     tradeoff: ClassVar[tuple[str, str] | None] = ("mean_layers", "score")
+    # cpu: rotten-tomatoes runs took 48 s at the median (2 cores shared with other jobs); paper: a GPU each
+    resources: ClassVar[dict[str, Resources]] = {
+        "smoke": Resources(expected_s=10.0),
+        "cpu": Resources(memory_gb=2.0, expected_s=50.0),
+        "paper": Resources(cpus=4.0, gpus=1, memory_gb=16.0, expected_s=3600.0),
+    }
 
     model: str = "minilm-l6"  # the asset, a local checkpoint folder, or a hub id
     max_length: int = 64
@@ -72,18 +79,11 @@ class EarlyExitTask(Task):
         with ctx.phase("load"):
             sets = self.sets()
             train, test = _first(sets["train"], self.max_train), _first(sets["test"], self.max_test)
-        trained = {k: v for k, v in method.params().items() if k not in method.exit_params}
-        identity = {
-            "task": self.name,
-            "params": asdict(self),
-            "method": method.name,
-            "method_version": method.version,
-            "trained": trained,
-            "seed": ctx.seed,
-        }
         with ctx.phase("train"):
             folder = ctx.artifacts.get_or_build(
-                "early-exit-model", identity, lambda out: self._train(out, method, train, ctx)
+                "early-exit-model",
+                self.model_identity(method, ctx.seed),
+                lambda out: self._train(out, method, train, ctx),
             )
         encoder, tokenizer = backbone.load(str(folder / "encoder"), ctx.device)
         encoder.eval()
@@ -132,6 +132,20 @@ class EarlyExitTask(Task):
             "train_seconds": _train_seconds(folder),
             HEALTH_METRIC.name: report_health(ctx, predictions, test.labels),
         }
+
+    def model_identity(self, method: EarlyExitMethod, seed: int) -> dict:
+        """What determines the fine-tuned encoder and heads: all but the exit rule's own parameters."""
+        return {
+            "task": self.name,
+            "params": asdict(self),
+            "method": method.name,
+            "method_version": method.version,
+            "trained": {k: v for k, v in method.params().items() if k not in method.exit_params},
+            "seed": seed,
+        }
+
+    def artifact_keys(self, method: EarlyExitMethod, seed: int, scale: str) -> tuple[str, ...]:
+        return (artifact_id("early-exit-model", self.model_identity(method, seed), (self, method)),)
 
     def _batches(self, tokenizer, data: TextSet, order: np.ndarray, device: str, size: int | None = None):  # type: ignore[no-untyped-def]
         for start in range(0, len(order), size or self.batch_size):

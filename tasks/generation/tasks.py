@@ -14,13 +14,15 @@ example (fidelity), perplexity under the base model (coherence), and generated t
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.components import Metric, Task
+from harness.artifacts import artifact_id
+from harness.components import Metric, Resources, Task
 from harness.context import RunContext
 from harness.errors import UserError
 from harness.registries import register_task
@@ -72,6 +74,12 @@ class GenerationTask(Task):
     primary_metric: ClassVar[str] = "classifier_auc"
     tradeoff: ClassVar[tuple[str, str] | None] = ("distinct_2", "nearest_similarity")
     scales: ClassVar[dict] = {"smoke": SMOKE, "cpu": CPU, "paper": PAPER}
+    # cpu: runs took 55-60 s at the median (2 cores shared with other jobs); paper: a GPU each
+    resources: ClassVar[dict[str, Resources]] = {
+        "smoke": Resources(expected_s=15.0),
+        "cpu": Resources(memory_gb=3.0, expected_s=60.0),
+        "paper": Resources(cpus=2.0, gpus=1, memory_gb=12.0, expected_s=1800.0),
+    }
 
     base: str = "smollm2-135m"  # the asset, a local checkpoint folder, or a hub id
     expert: str = ""  # a fine-tuned folder / hub id sharing the base's tokenizer; "": fine-tune the base
@@ -174,7 +182,7 @@ class GenerationTask(Task):
     ) -> tuple[Any, float | None]:
         """(the expert model, seconds its fine-tuning took, or None for a given checkpoint)."""
         from tasks.causal_lm import load
-        from tasks.generation.expert import FineTuning, fine_tune, load_tuned
+        from tasks.generation.expert import fine_tune, load_tuned
 
         if self.expert:
             expert, expert_tokenizer = load(self.expert, ctx.artifacts, ctx.device)
@@ -184,7 +192,19 @@ class GenerationTask(Task):
                     f"'{self.base}'"
                 )
             return expert, None
-        settings = FineTuning(
+
+        def build(out: Path) -> None:
+            model, model_tokenizer = load(self.base, ctx.artifacts, ctx.device)
+            fine_tune(model, model_tokenizer, prompt, train, self.finetuning(), out)
+
+        folder = ctx.artifacts.get_or_build("generation-expert", self.expert_identity(prompt, train), build)
+        expert, _ = load(self.base, ctx.artifacts, ctx.device)
+        return expert, float(load_tuned(expert, folder)["seconds"])
+
+    def finetuning(self) -> Any:
+        from tasks.generation.expert import FineTuning
+
+        return FineTuning(
             self.finetune_examples,
             self.finetune_epochs,
             self.finetune_layers,
@@ -192,20 +212,36 @@ class GenerationTask(Task):
             self.finetune_batch,
         )
 
-        def build(out: Path) -> None:
-            model, model_tokenizer = load(self.base, ctx.artifacts, ctx.device)
-            fine_tune(model, model_tokenizer, prompt, train, settings, out)
-
-        identity = {
+    def expert_identity(self, prompt: str, train: list[str]) -> dict[str, Any]:
+        """What determines the fine-tuned expert: the base, the domain, its training examples, the prompt."""
+        return {
             "base": self.base,
             "domain": {"task": self.name, "max_words": self.max_words, **self.domain_identity()},
             "examples": examples_digest(train),
             "prompt": prompt,
-            "settings": asdict(settings),
+            "settings": asdict(self.finetuning()),
         }
-        folder = ctx.artifacts.get_or_build("generation-expert", identity, build)
-        expert, _ = load(self.base, ctx.artifacts, ctx.device)
-        return expert, float(load_tuned(expert, folder)["seconds"])
+
+    def artifact_keys(self, method: GenerationMethod, seed: int, scale: str) -> tuple[str, ...]:
+        """The converted base (and expert) models, and the fine-tuned expert. The expert's key needs the
+        domain's training examples: read once per task settings, and only for embedded data (a hub domain
+        would be downloaded to plan it; its runs then build the expert without waiting for each other)."""
+        from tasks import causal_lm
+
+        keys = causal_lm.artifact_keys(
+            (self.base, self.expert) if self.expert else (self.base,), (self, method)
+        )
+        if self.expert or not self.offline:
+            return keys
+        settings = (type(self), json.dumps(asdict(self), sort_keys=True, default=str))
+        if settings not in _PLANNED_EXPERTS:
+            train = training_subset(self.domain().train, self.finetune_examples)
+            _PLANNED_EXPERTS[settings] = self.expert_identity(self.the_prompt(), train)
+        return (*keys, artifact_id("generation-expert", _PLANNED_EXPERTS[settings], (self, method)))
+
+
+# Planning a board asks for every run's artifact keys: each task's expert identity is worked out once.
+_PLANNED_EXPERTS: dict[tuple[type, str], dict[str, Any]] = {}
 
 
 def _draw(items: list[str], count: int, rng: np.random.Generator) -> list[str]:

