@@ -148,8 +148,8 @@ class ResultStore:
 
     def remove_samples(self, key: str, keep: str | None = None) -> None:
         """Remove the key's per-example tables except the one named `keep` (the standing record's)."""
-        for path in (self.runs_dir / key[:2]).glob(f"{key}.*{SAMPLES_SUFFIX}"):
-            if path.name != keep:
+        for path in (self.runs_dir / key[:2]).glob(f"{key}.*"):  # also the older name <key>.samples.parquet
+            if path.name.endswith(SAMPLES_SUFFIX) and path.name != keep:
                 path.unlink(missing_ok=True)
 
     # -- writing -------------------------------------------------------------------------------------
