@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from harness.components import Metric, Task
+from harness.components import Metric, Resources, Task
 from harness.context import RunContext
 from harness.errors import UserError
 from harness.registries import register_task
@@ -75,6 +75,12 @@ class AuctionTask(Task):
     method_protocol: ClassVar[type] = AuctionMechanism
     metrics: ClassVar[tuple[Metric, ...]] = AUCTION_METRICS
     primary_metric: ClassVar[str] = "welfare"
+    # cpu: runs took 1 s at the median (2 cores shared with other jobs)
+    resources: ClassVar[dict[str, Resources]] = {
+        "smoke": Resources(expected_s=0.5),
+        "cpu": Resources(expected_s=1.5),
+        "paper": Resources(expected_s=120.0),
+    }
     tradeoff: ClassVar[tuple[str, str] | None] = ("welfare", "revenue")
 
     value_distribution: Literal["uniform", "lognormal"] = "uniform"
