@@ -122,6 +122,9 @@ class Method(Component):
     # True when the defaults are a paper's sizes that need a GPU: `families:` then adds the method to
     # `paper`-scale boards only (a smaller board names it with smaller parameters).
     paper_sized: ClassVar[bool] = False
+    # The parameters `check-method` runs it with on a smoke task: for a paper-sized method, its small
+    # setting, so the conformance check takes seconds, not a GPU's hours.
+    check_params: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def families(cls) -> list[str]:

@@ -54,7 +54,9 @@ def _checks(method_cls: type[Method], timeout_s: float) -> Iterator[Check]:
             continue
         task_cls = TASKS.get(task_name)
         try:
-            spec = make_spec(task_cls, method_cls, 0, "smoke", where="check-method")
+            spec = make_spec(
+                task_cls, method_cls, 0, "smoke", method_params=method_cls.check_params, where="check-method"
+            )
         except UserError as err:
             yield Check(f"{family}: spec on {task_name}", False, str(err))
             continue

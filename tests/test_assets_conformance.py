@@ -149,3 +149,18 @@ def test_check_method_passes_a_builtin_and_fails_a_broken_method():
     bad = {c.name: c for c in check_method("diag-raise")}
     failed = [c for c in bad.values() if not c.passed]
     assert failed and "diag-raise always raises" in failed[0].detail
+
+
+def test_check_method_runs_a_paper_sized_method_in_its_small_setting(monkeypatch):
+    from harness import conformance
+
+    ran = []
+
+    def record_spec(spec, timeout_s):  # type: ignore[no-untyped-def]
+        ran.append(spec)
+        raise RuntimeError("not run here")
+
+    monkeypatch.setattr(conformance, "_run_isolated", record_spec)
+    with pytest.raises(RuntimeError):
+        check_method("hopular")
+    assert ran and ran[0].method.params_dict()["setting"] == "cpu"

@@ -73,6 +73,7 @@ SETTINGS = {"paper": PAPER, "cpu": CPU}
 class HopularMethod(TabularMethod):
     categories_native: ClassVar[bool] = True
     paper_sized: ClassVar[bool] = True  # its defaults need a GPU: `families:` adds it at paper scale only
+    check_params: ClassVar[dict[str, Any]] = {"setting": "cpu"}
 
     setting: Literal["paper", "cpu"] = "paper"
     feature_size: int | None = None  # dims a feature is embedded in
