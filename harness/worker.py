@@ -142,6 +142,19 @@ def warm_up() -> None:
         sys.modules["torch"].manual_seed(0)
 
 
+def quiet_progress_bars() -> None:
+    """No tqdm bars from inside a run (transformers' "Loading weights", the hub's downloads): they would
+    interleave with the harness's own display and its one line per run. HF_HUB_DISABLE_PROGRESS_BARS=0
+    in the environment keeps them."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] != "1":
+        return
+    if "transformers" in sys.modules:  # imported before the variable was set: tell it directly
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    elif "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+
+
 def set_threads(threads: int) -> None:
     """Threads per worker: oversubscribed cores made torch 11x slower here, so each worker gets its share."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -170,6 +183,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
     warnings: list[str] = []
     try:
         set_threads(spec.threads)
+        quiet_progress_bars()
         device = pick_device(options.gpu)
         task_cls = TASKS.get(spec.task.name)
         method_cls = METHODS.get(spec.method.name)

@@ -309,3 +309,21 @@ def test_threads_flag_sets_each_workers_threads_and_the_default_is_one(board_fil
     ended = {k: r.data["ended_at"] for k, r in records.items()}
     assert main(["run", str(board_file(BOARD)), "--threads", "3", "--no-progress"]) == 0
     assert {k: r.data["ended_at"] for k, r in _records(results).items()} == ended, "nothing ran again"
+
+
+def test_runs_show_no_tqdm_bars_unless_asked(monkeypatch):
+    import transformers
+
+    from harness.worker import quiet_progress_bars
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    transformers.utils.logging.enable_progress_bar()
+    try:
+        quiet_progress_bars()
+        assert not transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.enable_progress_bar()
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+        quiet_progress_bars()
+        assert transformers.utils.logging.is_progress_bar_enabled(), "the user's choice stands"
+    finally:
+        transformers.utils.logging.enable_progress_bar()
