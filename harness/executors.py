@@ -2,8 +2,13 @@
 
 Each run gets a process of its own (forked from a forkserver that has the heavy imports done), so a crash,
 a leak or a hung run harms no other run: a run past its timeout is killed and recorded as `timeout`, a
-process that dies without writing is recorded as `failed`. On a machine with GPUs each run holds one GPU
-slot, exposed to it alone through CUDA_VISIBLE_DEVICES.
+process that dies without writing is recorded as `failed`.
+
+GPUs are given by what a run's task declares at its scale (`Task.resources`): a run that asks for GPUs
+holds that many devices of its own, exposed to it alone through CUDA_VISIBLE_DEVICES, and no other run
+gets them until it ends; a run that asks for none runs on a CPU worker beside them, with
+CUDA_VISIBLE_DEVICES empty. Queued runs start in rank order (`submit_ranked`, the planner's order), a run
+skipped only while the GPUs it needs are busy.
 
 A run whose key another process has claimed (a second `run` on the same results folder) is not started:
 it waits until the claim is released, then its worker finds the other process's record and returns it,
@@ -13,6 +18,7 @@ or runs it when the other process died without one. So no run is executed twice 
 from __future__ import annotations
 
 import abc
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -58,6 +64,16 @@ class Executor(abc.ABC):
         """Runs held back because another process is running them."""
         return 0
 
+    def submit_ranked(self, spec: RunSpec, expected: Version | None, rank: int) -> Future[Record]:
+        """`submit`, with the run's place in the plan: a queued run of a lower rank starts first, so a run
+        submitted late (it waited for an artifact) does not queue behind every run of a later rank. The
+        default ignores the rank."""
+        return self.submit(spec, expected)
+
+    def capacity(self) -> int | None:
+        """How many runs it runs at once (for the ETA); None when it cannot say."""
+        return None
+
     @abc.abstractmethod
     def shutdown(self, cancel: bool = False) -> None: ...
 
@@ -74,6 +90,16 @@ def visible_gpus() -> list[str]:
     return listed[:count] if "CUDA_VISIBLE_DEVICES" in os.environ else [str(i) for i in range(count)]
 
 
+def gpus_wanted(spec: RunSpec) -> int:
+    """The GPUs the spec's task declares at its scale (0 for a task that cannot be found here)."""
+    from harness.registries import TASKS
+
+    try:
+        return TASKS.get(spec.task.name).resources_at(spec.scale).gpus
+    except Exception:
+        return 0
+
+
 @dataclass
 class _Running:
     process: Any
@@ -84,6 +110,7 @@ class _Running:
     started_at: str
     slot: int
     expected: Version
+    gpus: tuple[str, ...] = ()
 
 
 @dataclass
@@ -91,6 +118,7 @@ class _Queued:
     spec: RunSpec
     future: Future[Record]
     expected: Version
+    rank: float = math.inf
 
 
 def default_threads(workers: int) -> int:
@@ -105,6 +133,11 @@ def default_threads(workers: int) -> int:
     return 1
 
 
+def default_workers(gpus: list[str]) -> int:
+    """Parallel runs without `--workers`: the CPU cores, and at least one per GPU."""
+    return max(os.cpu_count() or 1, len(gpus))
+
+
 class LocalExecutor(Executor):
     def __init__(
         self,
@@ -115,9 +148,8 @@ class LocalExecutor(Executor):
         gpus: list[str] | None = None,
     ) -> None:
         self.store = store
-        self.gpus = visible_gpus() if gpus is None else gpus
-        cores = os.cpu_count() or 1
-        self.workers = workers or (len(self.gpus) if self.gpus else cores)
+        self.gpus = visible_gpus() if gpus is None else list(gpus)
+        self.workers = workers or default_workers(self.gpus)
         self.threads = threads_per_worker or default_threads(self.workers)
         self.timeout_s = timeout_s
         self._mp = mp.get_context("forkserver")
@@ -127,6 +159,7 @@ class LocalExecutor(Executor):
         self._claimed_elsewhere: list[_Queued] = []
         self._running: dict[int, _Running] = {}
         self._free_slots = list(range(self.workers))
+        self._free_gpus = list(self.gpus)
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = self._mp.Pipe(duplex=False)
         self._stop = False
@@ -135,10 +168,22 @@ class LocalExecutor(Executor):
         self._pump.start()
 
     def submit(self, spec: RunSpec, expected: Version | None = None) -> Future[Record]:
+        return self._enqueue(spec, expected, math.inf)
+
+    def submit_ranked(self, spec: RunSpec, expected: Version | None, rank: int) -> Future[Record]:
+        return self._enqueue(spec, expected, rank)
+
+    def capacity(self) -> int | None:
+        return self.workers
+
+    def _enqueue(self, spec: RunSpec, expected: Version | None, rank: float) -> Future[Record]:
         future: Future[Record] = Future()
-        queued = _Queued(spec, future, self.store.version(spec.key) if expected is None else expected)
+        queued = _Queued(spec, future, self.store.version(spec.key) if expected is None else expected, rank)
         with self._lock:
-            self._pending.append(queued)
+            place = len(self._pending)  # runs come mostly in rank order: look from the back
+            while place and self._pending[place - 1].rank > rank:
+                place -= 1
+            self._pending.insert(place, queued)
         self._wake_w.send_bytes(b"x")
         return future
 
@@ -168,20 +213,30 @@ class LocalExecutor(Executor):
         for run in list(self._running.values()):
             run.process.join(timeout=5)
 
-    def _options(self, slot: int) -> WorkerOptions:
+    def _options(self, gpus: tuple[str, ...]) -> WorkerOptions:
+        """A run's worker options: its own GPUs, or none visible ("") beside runs that hold them."""
         env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
-        gpu = self.gpus[slot % len(self.gpus)] if self.gpus else None
+        gpu = ",".join(gpus) if gpus else ("" if self.gpus else None)
         return WorkerOptions(str(self.store.root), self.threads, gpu, tuple(sys.path), env)
+
+    def _gpus_for(self, spec: RunSpec) -> int:
+        """Devices the run holds: what its task asks for, at most the machine's (none without GPUs)."""
+        return min(gpus_wanted(spec), len(self.gpus)) if self.gpus else 0
 
     def _launch(self) -> None:
         free = [q for q in self._claimed_elsewhere if not self.store.is_claimed(q.spec.key)]
         if free:
             self._claimed_elsewhere = [q for q in self._claimed_elsewhere if q not in free]
             self._pending.extendleft(reversed(free))
+        skipped: deque[_Queued] = deque()  # runs whose GPUs are busy: they keep their place
         while self._pending and self._free_slots and not self._cancelled:
             queued = self._pending.popleft()
             spec, future = queued.spec, queued.future
             if future.cancelled():
+                continue
+            wanted = self._gpus_for(spec)
+            if wanted > len(self._free_gpus):
+                skipped.append(queued)
                 continue
             if self.store.is_claimed(spec.key):  # another process runs it now: not worth a worker
                 self._claimed_elsewhere.append(queued)
@@ -189,16 +244,19 @@ class LocalExecutor(Executor):
             if not future.running() and not future.set_running_or_notify_cancel():
                 continue
             slot = self._free_slots.pop(0)
+            gpus = tuple(self._free_gpus[:wanted])
+            del self._free_gpus[:wanted]
             run_id = uuid.uuid4().hex
             process = self._mp.Process(
                 target=process_main,
-                args=(spec.to_json(), run_id, self._options(slot), queued.expected),
+                args=(spec.to_json(), run_id, self._options(gpus), queued.expected),
                 daemon=True,
             )
             try:
                 process.start()
             except Exception as err:  # e.g. the forkserver could not start: a failed record, the pump goes on
                 self._free_slots.append(slot)
+                self._release_gpus(gpus)
                 error = {
                     "type": type(err).__name__,
                     "message": f"worker could not start: {err}",
@@ -208,8 +266,12 @@ class LocalExecutor(Executor):
                 future.set_result(self._store_own(data))
                 continue
             self._running[process.sentinel] = _Running(
-                process, spec, future, run_id, time.monotonic(), utc_now(), slot, queued.expected
+                process, spec, future, run_id, time.monotonic(), utc_now(), slot, queued.expected, gpus
             )
+        self._pending.extendleft(reversed(skipped))
+
+    def _release_gpus(self, gpus: tuple[str, ...]) -> None:
+        self._free_gpus = [g for g in self.gpus if g in self._free_gpus or g in gpus]
 
     def _store_own(self, data: dict[str, Any]) -> Record:
         """Store a record this process made for a run (its worker is gone): under the key's claim, or not
@@ -256,6 +318,7 @@ class LocalExecutor(Executor):
                 run.process.join()
             del self._running[sentinel]
             self._free_slots.append(run.slot)
+            self._release_gpus(run.gpus)
             if self._cancelled:
                 run.future.set_exception(CancelledError(f"{run.spec.label()} was cancelled"))
                 continue

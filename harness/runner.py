@@ -1,5 +1,11 @@
 """Running a plan: skip what the store already holds, execute the rest, show progress, survive Ctrl-C.
 
+The rest is submitted in the planner's order (harness/planner.py: artifact builders first, then the
+longest expected runs). A run that needs an artifact another run of the plan builds is held back until
+that builder has ended, then submitted; after a failed builder it is submitted all the same and builds
+the artifact itself. Nothing here depends on the executor. The ETA is the plan's expected wall time of
+what is left, replayed on the executor's workers.
+
 A failed or timed-out attempt at a run that has an `ok` record leaves the `ok` record in place (the
 store keeps the attempt beside it): the board goes on showing the `ok` result, and the failure is
 reported, counted and exits 1 as any other.
@@ -8,6 +14,8 @@ reported, counted and exits 1 as any other.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,12 +28,12 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
 from harness.errors import UserError
 from harness.executors import Executor
 from harness.leaderboard import PlannedRun
+from harness.planner import Plan, plan_runs, simulate
 from harness.store import InvalidRecordError, Record, ResultStore
 
 
@@ -76,6 +84,7 @@ def execute(
     if not todo:
         _collect_failures(outcome)
         return outcome
+    schedule = plan_runs(todo, store)
     executor = make_executor()
     # Without a live display (--no-progress, or output to a file as in CI) each finished run is one line.
     show_lines = not show_progress or not console.is_terminal
@@ -83,39 +92,58 @@ def execute(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("running {task.fields[running]}{task.fields[elsewhere]}"),
+        TextColumn("running {task.fields[running]}{task.fields[elsewhere]}{task.fields[held]}"),
         TextColumn("[red]failed {task.fields[failed]}"),
         TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        TextColumn("ETA {task.fields[eta]}"),
         console=console,
         disable=show_lines,
         transient=False,
     )
-    futures = {executor.submit(run.spec, versions[run.spec.key]): run for run in todo}
+    state = _State(schedule)
+    futures: dict[cf.Future[Record], int] = {}
+
+    def submit(index: int) -> cf.Future[Record]:
+        spec = schedule.steps[index].run.spec
+        future = executor.submit_ranked(spec, versions[spec.key], index)
+        futures[future] = index
+        return future
+
     try:
+        for index in state.ready_at_start():
+            submit(index)
         with progress:
             bar = progress.add_task(
-                f"runs ({outcome.cached} cached)", total=len(todo), running=0, elsewhere="", failed=0
+                f"runs ({outcome.cached} cached)",
+                total=len(todo),
+                running=0,
+                elsewhere="",
+                held="",
+                failed=0,
+                eta=_clock(state.eta(0, executor.capacity())),
             )
             pending = set(futures)
-            finished = 0
             while pending:
                 done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    run, record = futures[future], future.result()
+                    index = futures[future]
+                    run, record = schedule.steps[index].run, future.result()
                     _settle(record, run, store, outcome, progress.console)
+                    pending.update(submit(i) for i in state.finish(index))  # builders release their runs
                     if show_lines:
-                        finished += 1
-                        line = finished_line(record, run, finished, len(todo))
+                        line = finished_line(record, run, state.finished, len(todo))
+                        eta = _clock(state.eta(executor.running(), executor.capacity()))
+                        line += f" ({len(outcome.failed)} failed, ETA {eta})"
                         console.print(escape(line), highlight=False, soft_wrap=True)
-                waiting = executor.waiting()
+                waiting, running = executor.waiting(), executor.running()
                 progress.update(
                     bar,
-                    completed=len(futures) - len(pending),
-                    running=executor.running(),
+                    completed=state.finished,
+                    running=running,
                     elsewhere=f" (+{waiting} in another process)" if waiting else "",
+                    held=f", {len(state.held)} wait for an artifact" if state.held else "",
                     failed=len(outcome.failed),
+                    eta=_clock(state.eta(running, executor.capacity())),
                 )
         executor.shutdown()
     except KeyboardInterrupt:
@@ -123,6 +151,68 @@ def execute(
         outcome.interrupted = True
     _collect_failures(outcome)
     return outcome
+
+
+class _State:
+    """Which planned runs are held back for a builder, which have finished, and the ETA of the rest."""
+
+    def __init__(self, schedule: Plan) -> None:
+        self.schedule = schedule
+        count = len(schedule.steps)
+        self.blockers = {i: schedule.blockers(i) for i in range(count)}
+        self.holds: dict[int, list[int]] = defaultdict(list)  # builder -> the runs it holds back
+        for i, builders in self.blockers.items():
+            for b in builders:
+                self.holds[b].append(i)
+        self.held = {i for i, builders in self.blockers.items() if builders}
+        self.unfinished = set(range(count))
+        self.started: dict[int, float] = {}  # when a run was first taken to be running
+        self.finished = 0
+        self._end: float | None = None  # the expected end, monotonic clock
+        self._running = -1
+
+    def ready_at_start(self) -> list[int]:
+        return [i for i in range(len(self.schedule.steps)) if i not in self.held]
+
+    def finish(self, index: int) -> list[int]:
+        """Mark a run ended, whatever its status; the held runs it was the last builder of, to submit now
+        (after a failed builder too: they build the artifact themselves)."""
+        self.unfinished.discard(index)
+        self.started.pop(index, None)
+        self.finished += 1
+        self._end = None
+        freed = []
+        for i in self.holds.pop(index, ()):
+            self.blockers[i].discard(index)
+            if not self.blockers[i] and i in self.held:
+                self.held.discard(i)
+                freed.append(i)
+        return freed
+
+    def eta(self, running: int, capacity: int | None) -> float:
+        """Seconds the rest should take: the plan replayed on the executor's workers, where the runs of
+        lowest rank among those submitted are taken to be the ones running, since the last of them began."""
+        now = time.monotonic()
+        if self._end is None or running != self._running:
+            submitted = sorted(i for i in self.unfinished if i not in self.held)
+            taken = set(submitted[:running])
+            for i in taken - self.started.keys():
+                self.started[i] = now
+            for i in self.started.keys() - taken:
+                del self.started[i]
+            left = {
+                i: max(0.0, self.schedule.steps[i].expected_s - (now - self.started.get(i, now)))
+                for i in self.unfinished
+            }
+            workers = capacity or max(running, 1)
+            self._end, self._running = now + simulate(self.schedule, workers, left), running
+        return max(0.0, self._end - now)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _settle(record: Record, run: PlannedRun, store: ResultStore, outcome: Outcome, console: Console) -> None:
