@@ -19,11 +19,13 @@ from harness.errors import UserError
 from harness.store import InvalidRecordError, Record, ResultStore, default_results_dir
 
 if TYPE_CHECKING:
+    from harness.executors import Executor
     from harness.report import Summary
 
 EXIT_FAILED_RUNS = 1
 EXIT_INTERRUPTED = 130
 MAX_WORKERS = 512
+MAX_RETRIES = 100
 # Above this many runs `--dry-run` lists one row per (task, method) instead of one per run.
 DRY_RUN_ROWS = 2000
 # Commands that need no task or method registry: they do not import plugins, nor warn about them.
@@ -102,7 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=_workers, default=None, help="parallel runs (default: GPUs, else CPU cores)"
     )
-    p.add_argument("--executor", choices=["local"], default="local")
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: worker processes here (default); ray: one Ray task per run on a Ray cluster",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="with --executor ray: the cluster's HOST:PORT, or auto (default: a cluster started on this "
+        "machine, else a new local one)",
+    )
+    p.add_argument(
+        "--retries",
+        type=_retries,
+        default=1,
+        help="with --executor ray: how often a run lost with its worker or node is sent again (default 1)",
+    )
     p.add_argument(
         "--rerun",
         choices=["never", "failed", "always"],
@@ -313,6 +332,16 @@ def _workers(text: str) -> int:
     return value
 
 
+def _retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_RETRIES:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_RETRIES}, got {text!r}")
+    return value
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -435,6 +464,46 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _check_executor_args(args: argparse.Namespace) -> None:
+    """Ray's options without Ray, or `--executor ray` where Ray is not installed: one line, exit 2."""
+    if args.executor != "ray":
+        for given, name in ((args.address is not None, "--address"), (args.retries != 1, "--retries")):
+            if given:
+                raise UserError(f"{name} is an option of --executor ray (the executor is {args.executor})")
+        return
+    if args.dry_run:
+        return
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "--executor ray needs Ray, which is not installed: pip install 'logitbench[ray]'"
+        ) from None
+
+
+def _executor(args: argparse.Namespace, store: ResultStore, timeout: float | None) -> Executor:
+    """The executor `run` was asked for (Ray connected now: a cluster that cannot be reached is one line)."""
+    if args.executor == "local":
+        from harness.executors import LocalExecutor
+
+        return LocalExecutor(store, workers=args.workers, timeout_s=timeout, threads_per_worker=args.threads)
+    from harness.ray_executor import RayExecutor
+
+    try:
+        return RayExecutor(
+            store,
+            address=args.address,
+            workers=args.workers,
+            timeout_s=timeout,
+            threads_per_worker=args.threads,
+            retries=args.retries,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = args.address or "this machine"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"--executor ray: cannot connect to the Ray cluster at {where}: {first}") from None
+
+
 def _param_text(cls: type) -> str:
     defaults = cls.param_defaults()  # type: ignore[attr-defined]
     return ", ".join(
@@ -444,9 +513,9 @@ def _param_text(cls: type) -> str:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from harness import runner
-    from harness.executors import LocalExecutor
     from harness.report import Summary, render_table, write_report
 
+    _check_executor_args(args)
     board, plan, store = _plan(args, write=not args.dry_run)
     errors = Console(stderr=True, highlight=False)
     for line in board.plugins():
@@ -468,9 +537,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     outcome = runner.execute(
         plan,
         store,
-        lambda: LocalExecutor(
-            store, workers=args.workers, timeout_s=timeout, threads_per_worker=args.threads
-        ),
+        lambda: _executor(args, store, timeout),
         policy,
         console,
         show_progress=not args.no_progress,

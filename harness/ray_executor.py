@@ -20,6 +20,7 @@ run on a CPU-only cluster) is recorded as failed at once instead of waiting fore
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sys
@@ -35,7 +36,7 @@ from typing import Any
 import ray
 import ray.exceptions
 
-from harness.executors import FORWARDED_ENV_PREFIXES, Executor, _Queued
+from harness.executors import FORWARDED_ENV_PREFIXES, Executor
 from harness.isolated_run import exit_text, node_options, run_isolated
 from harness.registries import TASKS
 from harness.spec import RunSpec
@@ -54,6 +55,14 @@ def _run_on_node(spec_json: dict[str, Any], run_id: str, options: WorkerOptions,
     yield f"{platform.node()} ({context.get_node_id()[:8]})"
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES") if ray.get_gpu_ids() else None
     yield run_isolated(spec_json, run_id, node_options(options, gpu), timeout_s, cwd)
+
+
+@dataclass
+class _Queued:
+    spec: RunSpec
+    future: Future[Record]
+    expected: Version
+    rank: float = math.inf  # the run's place in the plan: lower starts first
 
 
 @dataclass
@@ -103,18 +112,31 @@ class RayExecutor(Executor):
         self._wake = threading.Event()
         self._stop = False
         self._cancelled = False
+        self._refresh_cluster()
         self._pump = threading.Thread(target=self._loop, name="logitbench-ray-executor", daemon=True)
         self._pump.start()
 
     # -- the Executor contract -------------------------------------------------------------------------
 
     def submit(self, spec: RunSpec, expected: Version | None = None) -> Future[Record]:
+        return self.submit_ranked(spec, expected, math.inf)
+
+    def submit_ranked(self, spec: RunSpec, expected: Version | None, rank: float) -> Future[Record]:
+        """`submit`, queued before every run of a later rank (the planner's order)."""
         future: Future[Record] = Future()
-        queued = _Queued(spec, future, self.store.version(spec.key) if expected is None else expected)
+        queued = _Queued(spec, future, self.store.version(spec.key) if expected is None else expected, rank)
         with self._lock:
-            self._pending.append(queued)
+            place = len(self._pending)  # runs come mostly in rank order: look from the back
+            while place and self._pending[place - 1].rank > rank:
+                place -= 1
+            self._pending.insert(place, queued)
         self._wake.set()
         return future
+
+    def capacity(self) -> int | None:
+        """Runs in flight at once: `workers`, else the cluster's CPUs when last asked."""
+        with self._lock:
+            return self._capacity
 
     def running(self) -> int:
         with self._lock:
