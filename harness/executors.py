@@ -74,6 +74,10 @@ class Executor(abc.ABC):
         """How many runs it runs at once (for the ETA); None when it cannot say."""
         return None
 
+    def running_nodes(self) -> dict[str, str]:
+        """Run key -> the machine each started run is on, where there are several (Ray); else empty."""
+        return {}
+
     @abc.abstractmethod
     def shutdown(self, cancel: bool = False) -> None: ...
 
