@@ -312,3 +312,24 @@ def test_a_palbert_training_forward_stops_computing_layers_once_the_batch_passed
     run.total().backward()
     assert encoder.encoder.layer[1].output.dense.weight.grad is not None
     assert encoder.encoder.layer[2].output.dense.weight.grad is None
+
+
+@pytest.mark.parametrize(("method", "heads_called"), [("full-depth", [3]), ("pabee", [0, 1, 2, 3])])
+def test_incremental_inference_asks_only_the_heads_a_rule_can_exit_on(tiny, method, heads_called):
+    """Full-depth never exits early, so its timed path runs no intermediate head (the plain model's cost);
+    a rule that can exit reads every layer's head, and both end on the batched rule's layer."""
+    from tasks.early_exit import backbone
+    from tasks.early_exit.tasks import _IncrementalRule
+
+    encoder, tokenizer = backbone.load(str(tiny / "bert"), "cpu")
+    rule_method = METHODS.get(method)(**({"patience": 5} if method == "pabee" else {}))
+    modules = rule_method.make_modules(encoder.config.hidden_size, backbone.layer_count(encoder), 2).eval()
+    called: list[int] = []
+    for i, head in enumerate(modules["classifiers"]):
+        head.register_forward_hook(lambda *_, i=i: called.append(i))
+    batch = dict(tokenizer(["the film was great"], return_tensors="pt"))
+    rule = _IncrementalRule(rule_method, modules, torch.rand(4, 1), batch["attention_mask"], "mean", None)
+    assert backbone.incremental_exit(encoder, batch, rule) == 3
+    assert called == heads_called
+    batched = backbone.layer_states(encoder, batch, "mean")
+    assert torch.allclose(rule.states[-1], batched[-1], atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.lazy import lazy_module
 from harness.registries import register_method
@@ -15,6 +16,8 @@ F = lazy_module("torch.nn.functional")
 @register_method("full-depth")
 @dataclass(kw_only=True)
 class FullDepth(EarlyExitMethod):
+    exits_early: ClassVar[bool] = False
+
     def loss(self, logits, states, modules, labels):  # type: ignore[no-untyped-def]
         return F.cross_entropy(logits[-1], labels)
 

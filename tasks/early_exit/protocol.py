@@ -52,6 +52,9 @@ class EarlyExitMethod(Method):
     exit_params: ClassVar[tuple[str, ...]] = ()
     # Per-layer states go through the backbone's own pooler (BERT's, ALBERT's dense + tanh) when it has one.
     uses_pooler: ClassVar[bool] = False
+    # False for a rule that never exits before the last layer (full-depth): incremental inference then
+    # computes no intermediate head, as a deployment of it would not, so its timing is the plain model's.
+    exits_early: ClassVar[bool] = True
 
     def make_modules(self, hidden: int, layers: int, classes: int) -> nn.ModuleDict:
         """One classifier per layer (`classifiers`), plus whatever else the method needs."""

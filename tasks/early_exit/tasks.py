@@ -268,29 +268,40 @@ class EarlyExitTask(Task):
 
 
 class _IncrementalRule:
-    """Collects one example's states layer by layer and asks the method's rule after each layer."""
+    """Collects one example's states layer by layer and asks the method's rule after each layer.
+
+    The prefixes the rule sees are views into buffers filled a layer at a time (stacking the whole prefix
+    anew after every layer cost a copy per layer); a rule that never exits early gets no intermediate
+    head at all (`EarlyExitMethod.exits_early`)."""
 
     def __init__(self, method: EarlyExitMethod, modules, uniforms, mask, pooling: str, through) -> None:  # type: ignore[no-untyped-def]
         self.method, self.modules, self.uniforms = method, modules, uniforms
         self.mask, self.pooling, self.through = mask, pooling, through
-        self.states: list = []
-        self.logits: list = []
+        self.layers = len(modules["classifiers"])
+        self.states = None  # (layers + 1, batch, hidden), filled up to the current layer
+        self.logits = None  # (layers, batch, classes)
 
     def __call__(self, index: int, hidden) -> bool:  # type: ignore[no-untyped-def]
-        import torch
-
         from tasks.early_exit.backbone import pool
 
+        last = index == self.layers
+        if not (last or self.method.exits_early):
+            return False
         state = pool(hidden, self.mask, self.pooling)
         state = self.through(state) if self.through else state
-        self.states.append(state)
+        if self.states is None:
+            self.states = state.new_empty((self.layers + 1, *state.shape))
+        self.states[index] = state
         if index == 0:
             return False
-        self.logits.append(self.modules["classifiers"][index - 1](state))
-        if index == len(self.modules["classifiers"]):
+        logits = self.modules["classifiers"][index - 1](state)
+        if self.logits is None:
+            self.logits = logits.new_empty((self.layers, *logits.shape))
+        self.logits[index - 1] = logits
+        if last:
             return False
         decision = self.method.exits_at(
-            torch.stack(self.logits), torch.stack(self.states), self.modules, self.uniforms[:index]
+            self.logits[:index], self.states[: index + 1], self.modules, self.uniforms[:index]
         )
         return bool(decision[0])
 
