@@ -73,9 +73,7 @@ def run_isolated(
             "traceback": "",
         }
         spec = RunSpec.from_json(spec_json)
-        record = build_record(
-            spec, run_id, "timeout", {}, error, started_at, elapsed, threads=options.threads
-        )
+        record = build_record(spec, run_id, "timeout", {}, error, started_at, elapsed, threads=spec.threads)
         return {"kind": "timeout", "data": record}
     return {"kind": "died", "exitcode": process.exitcode, "started_at": started_at, "elapsed": elapsed}
 

@@ -53,7 +53,8 @@ def _run_on_node(spec_json: dict[str, Any], run_id: str, options: WorkerOptions,
     """Ray task: first yields the node it runs on, then the run's outcome (harness/isolated_run.py)."""
     context = ray.get_runtime_context()
     yield f"{platform.node()} ({context.get_node_id()[:8]})"
-    gpu = os.environ.get("CUDA_VISIBLE_DEVICES") if ray.get_gpu_ids() else None
+    # Ray set CUDA_VISIBLE_DEVICES to the GPUs it gave this task; a run that asked for none sees none.
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "") if ray.get_gpu_ids() else ""
     yield run_isolated(spec_json, run_id, node_options(options, gpu), timeout_s, cwd)
 
 
@@ -232,7 +233,9 @@ class RayExecutor(Executor):
     def _send(self, queued: _Queued, claim: Claim, attempt: int, failures: list[str]) -> None:
         spec = queued.spec
         need = TASKS.get(spec.task.name).resources_at(spec.scale)
-        options: dict[str, Any] = {"num_cpus": need.cpus, "num_gpus": need.gpus, "name": spec.label()}
+        # A run computing with more threads than its task declares CPUs asks for one CPU per thread.
+        cpus = max(need.cpus, spec.threads)
+        options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": need.gpus, "name": spec.label()}
         if need.memory_gb > 0:
             options["memory"] = int(need.memory_gb * 2**30)
         run_id = uuid.uuid4().hex
@@ -307,7 +310,7 @@ class RayExecutor(Executor):
     ) -> None:
         error = {"type": kind, "message": message, "traceback": ""}
         data = build_record(
-            queued.spec, run_id, "failed", {}, error, started_at, elapsed, threads=self.threads
+            queued.spec, run_id, "failed", {}, error, started_at, elapsed, threads=queued.spec.threads
         )
         self._store(queued, claim, data)
 
