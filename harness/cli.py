@@ -527,6 +527,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         for message in problems:
             _warn(errors, message)
         _print_plan(board, plan, {r.spec.key for r in todo}, len(cached), console)
+        if todo:  # the order runs start in, expected times, the wall time on the chosen workers
+            from harness.executors import default_workers
+            from harness.planner import plan_runs, print_schedule
+
+            print_schedule(plan_runs(todo, store), args.workers or default_workers([]), console)
         _print_params(plan, console, per_run=args.verbose)
         return 0
     timeout = args.timeout or board.timeout_s

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+
 from harness.artifacts import MARKER
 from harness.leaderboard import PlannedRun
 from harness.spec import RunSpec
@@ -174,3 +176,52 @@ def _artifact_keys(spec: RunSpec, artifacts_dir: Path) -> tuple[str, ...]:
     except Exception:
         return ()
     return tuple(k for k in dict.fromkeys(keys) if not (artifacts_dir / k / MARKER).exists())
+
+
+def print_schedule(plan: Plan, workers: int, console: Console, rows: int = 2000) -> None:
+    """`--dry-run`'s view of the plan: the runs in the order they start, each with its expected time and
+    the artifacts it builds or waits for, then the total and the expected wall time on `workers`."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(
+        title=f"planned order: {len(plan.steps)} run(s), artifact builders first, then longest first"
+    )
+    for col in ("#", "task", "method", "seed", "expected", "from", "artifacts"):
+        table.add_column(col, justify="right" if col in ("#", "seed", "expected") else "left")
+    for position, step in enumerate(plan.steps[:rows], start=1):
+        artifacts = [f"builds {_kinds(step.builds)}"] if step.builds else []
+        artifacts += [f"waits for {_kinds(step.waits_for)}"] if step.waits_for else []
+        table.add_row(
+            str(position),
+            escape(step.run.task),
+            escape(step.run.method),
+            str(step.run.spec.seed),
+            duration(step.expected_s),
+            "records" if step.from_records else "estimate",
+            escape("; ".join(artifacts)) or "—",
+        )
+    console.print(table)
+    if len(plan.steps) > rows:
+        console.print(f"(the first {rows} of {len(plan.steps)} runs are listed)")
+    measured = sum(s.from_records for s in plan.steps)
+    console.print(
+        f"expected: {duration(plan.total_s())} of run time in all ({measured} of {len(plan.steps)} from "
+        f"earlier records, the rest from the tasks' estimates); wall time {duration(plan.wall_s(workers))} "
+        f"on {workers} worker(s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def duration(seconds: float) -> str:
+    """Seconds as the progress display shows them: 42.0 s, 3:05, 1:02:09."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _kinds(keys: tuple[str, ...]) -> str:
+    return ", ".join(dict.fromkeys(k.split("/")[0] for k in keys))

@@ -33,7 +33,7 @@ from rich.progress import (
 from harness.errors import UserError
 from harness.executors import Executor
 from harness.leaderboard import PlannedRun
-from harness.planner import Plan, plan_runs, simulate
+from harness.planner import Plan, duration, plan_runs, simulate
 from harness.store import InvalidRecordError, Record, ResultStore
 
 
@@ -120,7 +120,7 @@ def execute(
                 elsewhere="",
                 held="",
                 failed=0,
-                eta=_clock(state.eta(0, executor.capacity())),
+                eta=duration(state.eta(0, executor.capacity())),
             )
             pending = set(futures)
             while pending:
@@ -132,7 +132,7 @@ def execute(
                     pending.update(submit(i) for i in state.finish(index))  # builders release their runs
                     if show_lines:
                         line = finished_line(record, run, state.finished, len(todo))
-                        eta = _clock(state.eta(executor.running(), executor.capacity()))
+                        eta = duration(state.eta(executor.running(), executor.capacity()))
                         line += f" ({len(outcome.failed)} failed, ETA {eta})"
                         console.print(escape(line), highlight=False, soft_wrap=True)
                 waiting, running = executor.waiting(), executor.running()
@@ -143,7 +143,7 @@ def execute(
                     elsewhere=f" (+{waiting} in another process)" if waiting else "",
                     held=f", {len(state.held)} wait for an artifact" if state.held else "",
                     failed=len(outcome.failed),
-                    eta=_clock(state.eta(running, executor.capacity())),
+                    eta=duration(state.eta(running, executor.capacity())),
                 )
         executor.shutdown()
     except KeyboardInterrupt:
@@ -207,12 +207,6 @@ class _State:
             workers = capacity or max(running, 1)
             self._end, self._running = now + simulate(self.schedule, workers, left), running
         return max(0.0, self._end - now)
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _settle(record: Record, run: PlannedRun, store: ResultStore, outcome: Outcome, console: Console) -> None:
