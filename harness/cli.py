@@ -101,9 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a leaderboard (finished runs are cached)")
     _board_args(p)
-    p.add_argument(
-        "--workers", type=_workers, default=None, help="parallel runs (default: GPUs, else CPU cores)"
-    )
+    p.add_argument("--workers", type=_workers, default=None, help="parallel runs (default: the CPU cores)")
     p.add_argument(
         "--executor",
         choices=["local", "ray"],
