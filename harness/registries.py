@@ -26,6 +26,7 @@ BUILTIN_TASK_MODULES = (
     "tasks.mcq.tasks",
     "tasks.auctions.tasks",
     "tasks.generation.tasks",
+    "tasks.lm_distillation.tasks",
 )
 BUILTIN_METHOD_MODULES = (
     "methods.tabular",
@@ -36,6 +37,7 @@ BUILTIN_METHOD_MODULES = (
     "methods.mcq",
     "methods.auctions",
     "methods.generation",
+    "methods.lm_distillation",
 )
 
 
