@@ -18,7 +18,7 @@ from harness.cli import main
 from harness.store import ResultStore
 
 os.environ.setdefault("RAY_DISABLE_DOCKER_CPUS_WARNING", "1")
-PLUGINS = "lb_diagnostics,lb_store_probe,lb_ray_probe"
+PLUGINS = "lb_diagnostics,lb_store_probe,lb_ray_probe,lb_planner_probe"
 OBJECT_STORE = 80 * 2**20
 
 TWO_FAMILIES = """
@@ -49,18 +49,19 @@ def cluster():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def probes(monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
-    import lb_ray_probe  # noqa: F401  (registers the probes in this process)
+    import lb_planner_probe  # noqa: F401  (registers the probes in this process)
+    import lb_ray_probe  # noqa: F401
     import lb_store_probe  # noqa: F401
 
     monkeypatch.setenv("LOGITBENCH_PLUGIN_MODULES", PLUGINS)
     monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
 
 
-def _spec(task, method, seed=0, scale="cpu", **params):  # type: ignore[no-untyped-def]
+def _spec(task, method, seed=0, scale="cpu", task_params=None, **method_params):  # type: ignore[no-untyped-def]
     from harness.registries import METHODS, TASKS
     from harness.spec import make_spec
 
-    return make_spec(TASKS.get(task), METHODS.get(method), seed, scale, {}, params)
+    return make_spec(TASKS.get(task), METHODS.get(method), seed, scale, task_params or {}, method_params)
 
 
 def _run_all(executor, specs, watch=None):  # type: ignore[no-untyped-def]
@@ -104,6 +105,29 @@ def test_a_two_node_cluster_gives_the_local_executors_metrics(cluster, board_fil
         assert _gated_metrics(there) == _gated_metrics(here) != {}
         assert ray_store.read(there.key).data["run_id"] == there.data["run_id"]  # written, by the driver
     assert sorted(ray_store.all_keys()) == sorted(s.key for s in specs)
+
+
+def test_an_artifact_four_runs_need_is_built_once_on_the_cluster(cluster, probes, tmp_path):
+    from rich.console import Console
+
+    from harness.leaderboard import PlannedRun
+    from harness.ray_executor import RayExecutor
+    from harness.runner import RerunPolicy, execute
+
+    log = tmp_path / "log.txt"
+    store = ResultStore(tmp_path / "results")
+    params = {"log": str(log), "build_seconds": 1.0}
+    runs = [
+        PlannedRun("plan/shared", "diag-constant", _spec("plan/shared", "diag-constant", s, "smoke", params))
+        for s in range(4)
+    ]
+    with open(tmp_path / "out.txt", "w") as out:
+        outcome = execute(runs, store, lambda: RayExecutor(store), RerunPolicy.FAILED, Console(file=out))
+    assert len(outcome.records) == 4 and not outcome.failed
+    lines = [line.split() for line in log.read_text().splitlines()]
+    builds, ran = [e for e in lines if e[0] == "build"], [e for e in lines if e[0] == "run"]
+    assert len(builds) == 1 and len(ran) == 4
+    assert all(float(e[3]) >= float(builds[0][2]) for e in sorted(ran, key=lambda e: float(e[3]))[1:])
 
 
 def test_a_run_process_that_dies_is_retried_then_recorded_failed(cluster, probes, tmp_path):
