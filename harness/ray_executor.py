@@ -20,6 +20,7 @@ run on a CPU-only cluster) is recorded as failed at once instead of waiting fore
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -28,6 +29,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +51,9 @@ REASON_CHARS = 2000  # a Ray error message can carry a whole traceback: the reco
 
 
 @ray.remote(max_retries=0)  # the driver retries, so that it knows and records why
-def _run_on_node(spec_json: dict[str, Any], run_id: str, options: WorkerOptions, timeout_s: Any, cwd: str):  # type: ignore[no-untyped-def]
+def _run_on_node(
+    spec_json: dict[str, Any], run_id: str, options: WorkerOptions, timeout_s: float | None, cwd: str
+) -> Iterator[Any]:
     """Ray task: first yields the node it runs on, then the run's outcome (harness/isolated_run.py)."""
     context = ray.get_runtime_context()
     yield f"{platform.node()} ({context.get_node_id()[:8]})"
@@ -75,6 +79,8 @@ class _InFlight:
     generator: Any  # ray.ObjectRefGenerator
     node: str | None = None  # known once the task started
     failures: list[str] = field(default_factory=list)
+    started_at: str = ""  # when the task started on its node
+    started: float = 0.0  # the same, monotonic
 
 
 class RayExecutor(Executor):
@@ -98,7 +104,7 @@ class RayExecutor(Executor):
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             os.environ.setdefault("RAY_DISABLE_DOCKER_CPUS_WARNING", "1")
-            ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=True)
+            ray.init(address=address, include_dashboard=False, logging_level="warning")
         self._cwd = str(Path.cwd())
         self._options = WorkerOptions(
             str(self.store.root), self.threads, None, tuple(sys.path), _forwarded_env()
@@ -192,14 +198,26 @@ class RayExecutor(Executor):
                 self._wake.wait(POLL_S if self._claimed_elsewhere else None)
                 self._wake.clear()
                 continue
-            ready, _ = ray.wait(generators, num_returns=1, timeout=POLL_S, fetch_local=False)
-            if ready:
-                ready, _ = ray.wait(generators, num_returns=len(generators), timeout=0, fetch_local=False)
+            try:
+                ready, _ = ray.wait(generators, num_returns=1, timeout=POLL_S, fetch_local=False)
+                if ready:
+                    ready, _ = ray.wait(generators, num_returns=len(generators), timeout=0, fetch_local=False)
+            except Exception as err:  # the cluster is gone: what is in flight cannot come back
+                with self._lock:
+                    for run in list(self._in_flight.values()):
+                        self._give_up(
+                            run, f"lost the Ray cluster: {type(err).__name__}: {_first_lines(str(err))}"
+                        )
+                continue
             with self._lock:
                 for generator in ready:
                     run = self._in_flight.get(generator)
-                    if run is not None:
+                    if run is None:
+                        continue
+                    try:
                         self._advance(run)
+                    except Exception as err:  # e.g. Ray refused a retry: the run fails, the pump goes on
+                        self._give_up(run, f"{type(err).__name__}: {_first_lines(str(err))}")
 
     def _launch(self) -> None:
         free = [q for q in self._claimed_elsewhere if not self.store.is_claimed(q.spec.key)]
@@ -255,16 +273,15 @@ class RayExecutor(Executor):
         except ray.exceptions.RayTaskError as err:  # the node-side code raised: no point in retrying
             del self._in_flight[run.generator]
             cause = err.cause if err.cause is not None else err
-            self._finish_failed(
-                run.queued, run.claim, run.run_id, type(cause).__name__, str(cause), utc_now(), 0.0
-            )
+            kind, message = type(cause).__name__, _first_lines(str(cause))
+            self._finish_failed(run.queued, run.claim, run.run_id, kind, message, *self._times(run))
             return
         except ray.exceptions.RayError as err:  # the worker or the node died under it
             del self._in_flight[run.generator]
             self._lost(run, f"{type(err).__name__}: {_first_lines(str(err))}")
             return
         if isinstance(value, str):
-            run.node = value
+            run.node, run.started_at, run.started = value, utc_now(), time.monotonic()
             return
         del self._in_flight[run.generator]
         if value is None:
@@ -283,7 +300,23 @@ class RayExecutor(Executor):
             return
         tries = f"{run.attempt} attempt(s), --retries {self.retries}"
         message = f"{reason} ({tries})" if len(set(failures)) == 1 else f"{'; '.join(failures)} ({tries})"
-        self._finish_failed(run.queued, run.claim, run.run_id, "WorkerDied", message, utc_now(), 0.0)
+        self._finish_failed(run.queued, run.claim, run.run_id, "WorkerDied", message, *self._times(run))
+
+    def _give_up(self, run: _InFlight, reason: str) -> None:
+        """Record a run in flight as failed, not retried (its task may still be running: it is cancelled)."""
+        self._in_flight.pop(run.generator, None)
+        if run.queued.future.done():  # its record is stored already
+            return
+        with contextlib.suppress(Exception):  # gone already, or Ray with it
+            ray.cancel(run.generator, force=True)
+        self._finish_failed(run.queued, run.claim, run.run_id, "WorkerDied", reason, *self._times(run))
+
+    @staticmethod
+    def _times(run: _InFlight) -> tuple[str, float]:
+        """When the run's last attempt started and how long it went on (nothing for one never started)."""
+        if not run.started_at:
+            return utc_now(), 0.0
+        return run.started_at, time.monotonic() - run.started
 
     # -- records ---------------------------------------------------------------------------------------
 
