@@ -164,6 +164,7 @@ class LocalExecutor(Executor):
         self._running: dict[int, _Running] = {}
         self._free_slots = list(range(self.workers))
         self._free_gpus = list(self.gpus)
+        self._gpus_by_kind: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = self._mp.Pipe(duplex=False)
         self._stop = False
@@ -225,7 +226,12 @@ class LocalExecutor(Executor):
 
     def _gpus_for(self, spec: RunSpec) -> int:
         """Devices the run holds: what its task asks for, at most the machine's (none without GPUs)."""
-        return min(gpus_wanted(spec), len(self.gpus)) if self.gpus else 0
+        if not self.gpus:
+            return 0
+        kind = (spec.task.name, spec.scale)
+        if kind not in self._gpus_by_kind:  # asked at every look at the queue: once per task and scale
+            self._gpus_by_kind[kind] = min(gpus_wanted(spec), len(self.gpus))
+        return self._gpus_by_kind[kind]
 
     def _launch(self) -> None:
         free = [q for q in self._claimed_elsewhere if not self.store.is_claimed(q.spec.key)]
