@@ -201,7 +201,7 @@ def test_the_hub_corpus_task_reads_a_local_folder_in_the_hub_layout(tiny, result
     folder = tmp_path / "wiki"
     folder.mkdir()
     rng = np.random.default_rng(2)
-    for split in ("train", "test"):
+    for split in ("train", "validation", "test"):
         rows = [{"text": " ".join(rng.choice(["the", "cat", "sat", "on", "mat"], 20))} for _ in range(20)]
         (folder / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     record = run(tiny, results, "lm_distillation/hub-corpus", "lm-sft", {"corpus": str(folder)})

@@ -348,6 +348,7 @@ class LMDistillationTask(Task):
             "cloze_accuracy": teacher_accuracy,
             "parameters": parameter_count(teacher),
         }
+        ctx.details["text"] = json.loads((text / "meta.json").read_text())
         ctx.details["storage"] = [
             {key: meta[key] for key in ("k", "positions", "bytes_per_position", "bytes", "top_k_mass")}
             | {"source": name}
@@ -434,12 +435,9 @@ class HubCorpusDistillationTask(LMDistillationTask):
     max_documents: int = 20_000  # per split, the first ones (C4 is streamed)
 
     def documents(self) -> dict[str, list[str]]:
-        from tasks.lm import corpus
+        from tasks.lm.tasks import HubCorpusLMTask
 
-        source = corpus.HUB_CORPORA.get(self.corpus) or corpus.HubCorpus(
-            self.corpus, None, {"train": "train", "valid": "validation", "test": "test"}
-        )
-        return {s: corpus.hub_documents(source, s, self.max_documents) for s in ("train", "test")}
+        return HubCorpusLMTask(corpus=self.corpus, max_documents=self.max_documents).documents()
 
     def corpus_identity(self) -> dict[str, Any]:
         return {"source": self.corpus, "documents": self.max_documents}
