@@ -78,7 +78,7 @@ class AuctionTask(Task):
     # cpu: runs took 1 s at the median (2 cores shared with other jobs)
     resources: ClassVar[dict[str, Resources]] = {
         "smoke": Resources(expected_s=0.5),
-        "cpu": Resources(expected_s=1.5),
+        "cpu": Resources(expected_s=1.0),
         "paper": Resources(expected_s=120.0),
     }
     tradeoff: ClassVar[tuple[str, str] | None] = ("welfare", "revenue")

@@ -68,7 +68,7 @@ class PoisoningTask(Task):
     # (2 cores shared with other jobs); paper: up to 1,200 base CNNs a run, on a GPU
     resources: ClassVar[dict[str, Resources]] = {
         "smoke": Resources(expected_s=2.0),
-        "cpu": Resources(expected_s=4.0),
+        "cpu": Resources(expected_s=3.0),
         "paper": Resources(cpus=4.0, gpus=1, memory_gb=8.0, expected_s=3600.0),
     }
     scales: ClassVar[dict] = {
