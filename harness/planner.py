@@ -1,11 +1,13 @@
 """The order a board's runs start in, and how long the board should take.
 
 Shared artifacts (a teacher, a fine-tuned backbone, a converted model) are built once: for each artifact
-key the runs declare (`Task.artifact_keys`), the first run in the plan that needs it is its builder, and
-every other run that needs it is held back until the builder has ended, instead of building it beside it
-or waiting on its lock with a worker held. Builders start first, so the runs they hold back are freed
-early; then the longest expected runs first (longest-processing-time list scheduling: the short runs fill
-the gaps at the end, within 4/3 of the best wall time on identical workers).
+key the runs declare (`Task.artifact_keys`) one run that needs it is its builder, and every other run
+that needs it is held back until the builder has ended, instead of building it beside it or waiting on
+its lock with a worker held. The builder is the shortest of those runs (board order on ties): the others
+wait for its whole run, so the less else it does, the sooner they start. Builders come first in the plan,
+so the runs they hold back are freed early; then the longest expected runs first (longest-processing-time
+list scheduling: the short runs fill the gaps at the end, within 4/3 of the best wall time on identical
+workers).
 
 A run's expected time is the median wall time of the earlier `ok` records of its task, method and scale
 in the results folder, else its task's estimate (`Task.resources_at(scale).expected_s`). `simulate`
@@ -71,13 +73,14 @@ def plan_runs(todo: list[PlannedRun], store: ResultStore) -> Plan:
         median = durations.get(kind_of(run.spec))
         expected.append((median, True) if median is not None else (_estimate(run.spec), False))
     by_length = sorted(range(len(todo)), key=lambda i: -expected[i][0])  # stable: the board's order on ties
+    by_shortness = sorted(range(len(todo)), key=lambda i: expected[i][0])
     builder: dict[str, int] = {}
-    for i in by_length:
+    for i in by_shortness:
         for key in needs[i]:
             builder.setdefault(key, i)
     # A builder that waits for another builder's artifact starts after it: order builders by that depth.
     depth: dict[int, int] = {}
-    for i in by_length:  # a run's builders come before it in this order
+    for i in by_shortness:  # a run's builders come before it in this order
         waits = [builder[k] for k in needs[i] if builder[k] != i]
         if any(builder[k] == i for k in needs[i]):
             depth[i] = 1 + max((depth[b] for b in waits), default=-1)

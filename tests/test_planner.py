@@ -41,36 +41,39 @@ def test_builders_first_then_longest_first_with_times_from_records_else_the_esti
     store = ResultStore(tmp_path / "results")
     echo_long = _run("diag/echo", "diag-sleep")
     echo_short = _run("diag/echo", "diag-constant")
-    shared = [_run("plan/shared", "diag-constant", seed) for seed in (0, 1, 2)]  # one artifact, 3 runs
-    other_group = _run("plan/shared", "diag-constant", task_params={"group": "b"})
+    shared = [_run("plan/shared", "diag-constant", seed) for seed in (0, 1, 2)]  # one artifact, 4 runs
+    shared_slow = _run("plan/shared", "diag-sleep")
+    other_group = _run("plan/shared", "diag-constant", task_params={"group": "b"})  # another artifact
     for seed, seconds in ((10, 30.0), (11, 40.0), (12, 90.0)):  # other seeds, same kind: median 40
         _store_ok(store, _run("diag/echo", "diag-sleep", seed), seconds)
     _store_ok(store, echo_short, 1.0)
     _store_ok(store, _run("diag/echo", "diag-constant", seed=5), 3.0)  # same kind, other seed: median 2
+    _store_ok(store, _run("plan/shared", "diag-constant", seed=9), 3.0)
     error = {"type": "E", "message": "", "traceback": ""}
     failed = _run("diag/echo", "diag-constant", seed=7).spec
     store.write(build_record(failed, "f", "failed", {}, error, utc_now(), 500.0))  # failed: not counted
 
-    plan = plan_runs([echo_short, *shared, echo_long, other_group], store)
-    order = [(s.run.spec.task.name, s.run.method, s.run.spec.seed) for s in plan.steps]
+    plan = plan_runs([echo_short, shared_slow, *shared, echo_long, other_group], store)
+    order = [(s.run.spec.task.name, s.run.method, s.run.spec.seed, s.expected_s) for s in plan.steps]
     assert order == [
-        ("plan/shared", "diag-constant", 0),  # builders first (the first run in length order needing each)
-        ("plan/shared", "diag-constant", 0),  # group b's builder
-        ("diag/echo", "diag-sleep", 0),  # then longest first: 40 s from records
-        ("plan/shared", "diag-constant", 1),  # 7 s, the task's estimate
-        ("plan/shared", "diag-constant", 2),
-        ("diag/echo", "diag-constant", 0),  # 2 s from records
+        # builders first, each the shortest run that needs its artifact (board order on ties)
+        ("plan/shared", "diag-constant", 0, 3.0),  # group a, 3 s from a record
+        ("plan/shared", "diag-constant", 0, 3.0),  # group b
+        # then longest first
+        ("diag/echo", "diag-sleep", 0, 40.0),  # the median of three records
+        ("plan/shared", "diag-sleep", 0, 7.0),  # no record: the task's estimate
+        ("plan/shared", "diag-constant", 1, 3.0),
+        ("plan/shared", "diag-constant", 2, 3.0),
+        ("diag/echo", "diag-constant", 0, 2.0),  # the median of two ok records (the failed one left out)
     ]
-    expected = {(s.run.spec.task.name, s.run.method, s.run.spec.seed): s for s in plan.steps}
-    assert expected[("diag/echo", "diag-sleep", 0)].expected_s == 40.0
-    assert expected[("diag/echo", "diag-sleep", 0)].from_records
-    assert expected[("diag/echo", "diag-constant", 0)].expected_s == 2.0
-    shared_step = plan.steps[3]
-    assert shared_step.expected_s == 7.0 and not shared_step.from_records
-    assert plan.steps[0].builds and not plan.steps[0].waits_for
-    assert plan.steps[3].waits_for == plan.steps[0].builds and not plan.steps[3].builds
-    assert plan.steps[1].builds != plan.steps[0].builds and not plan.steps[5].builds
-    assert plan.total_s() == 7.0 * 4 + 40.0 + 2.0
+    assert [s.from_records for s in plan.steps] == [True, True, True, False, True, True, True]
+    group_a, group_b = plan.steps[0].builds, plan.steps[1].builds
+    assert len(group_a) == len(group_b) == 1 and group_a != group_b
+    assert not plan.steps[0].waits_for and not plan.steps[1].waits_for
+    assert [s.waits_for for s in plan.steps[2:]] == [(), group_a, group_a, group_a, ()]
+    assert not any(s.builds for s in plan.steps[2:])
+    assert plan.builders == {group_a[0]: 0, group_b[0]: 1} and plan.blockers(4) == {0}
+    assert plan.total_s() == 3.0 * 4 + 7.0 + 40.0 + 2.0
 
 
 def test_an_artifact_already_built_needs_no_builder(tmp_path, probes):
