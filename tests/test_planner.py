@@ -138,6 +138,25 @@ def test_an_artifact_four_runs_need_is_built_once_and_its_runs_start_after_its_b
     assert (tmp_path / "out.txt").read_text().count("ETA") == 4  # a line per finished run, with the ETA
 
 
+def test_after_a_failed_builder_the_held_runs_run_and_build_for_themselves(tmp_path, probes):
+    from rich.console import Console
+
+    from harness.runner import RerunPolicy, execute
+
+    log = tmp_path / "log.txt"
+    store = ResultStore(tmp_path / "results")
+    params = {"log": str(log), "build_seconds": 0.3, "build_fails": True}
+    runs = [_run("plan/shared", "diag-constant", seed, params) for seed in range(3)]
+    console = Console(file=open(tmp_path / "out.txt", "w"), width=120)  # noqa: SIM115
+    outcome = execute(runs, store, lambda: LocalExecutor(store, workers=3), RerunPolicy.FAILED, console)
+    console.file.close()
+    assert len(outcome.records) == 3 and len(outcome.failed) == 3
+    assert all("the probe's build fails" in r.reason for r in outcome.failed)
+    attempts = sorted((float(e[1]), float(e[2])) for e in _log(log) if e[0] == "attempt")
+    assert len(attempts) == 3  # the builder's, then each held run's own
+    assert all(start >= attempts[0][1] for start, _ in attempts[1:])
+
+
 def test_concurrent_gpu_runs_never_share_a_device_and_cpu_runs_run_beside_them(tmp_path, probes):
     from concurrent.futures import wait
 

@@ -1,6 +1,7 @@
 """Probes for the planner and the GPU slots, loaded as a plugin module beside lb_diagnostics.
 
-`plan/shared` needs one artifact per `group` (its builder appends `build START END` to `log`), `plan/gpu`
+`plan/shared` needs one artifact per `group` (its builder appends `build START END` to `log`, or
+`attempt START END` and raises with `build_fails`), `plan/gpu`
 declares a GPU at every scale and `plan/cpu` none; every run appends `run TASK CUDA_VISIBLE_DEVICES START
 END` to `log`, so tests can see which device a run saw, when it ran and how often an artifact was built.
 """
@@ -52,6 +53,7 @@ class SharedArtifactTask(LoggedTask):
     resources: ClassVar[dict[str, Resources]] = {"smoke": Resources(expected_s=7.0)}
     group: str = "a"
     build_seconds: float = 0.5
+    build_fails: bool = False  # the build raises (after logging `attempt START`)
 
     def identity(self) -> dict[str, str]:
         return {"group": self.group}
@@ -63,6 +65,9 @@ class SharedArtifactTask(LoggedTask):
         def build(out) -> None:  # type: ignore[no-untyped-def]
             start = time.time()
             time.sleep(self.build_seconds)
+            if self.build_fails:
+                append(self.log, f"attempt {start:.6f} {time.time():.6f}")
+                raise RuntimeError("the probe's build fails")
             (out / "value.txt").write_text("1")
             append(self.log, f"build {start:.6f} {time.time():.6f}")
 
