@@ -24,7 +24,14 @@ from tasks.generation.expert import training_subset
 from tasks.generation.metrics import classifier_auc, distinct_n, self_bleu
 from tasks.generation.protocol import Models
 from tasks.generation.steering import SteerProcessor, steer_scores
-from tasks.generation.streams import CachedStream, left_padded, uncached_logprobs
+from tasks.generation.streams import (
+    CachedStream,
+    LayerTap,
+    TopLayersStream,
+    left_padded,
+    shared_bottom_layers,
+    uncached_logprobs,
+)
 
 WORDS = "the a film plot great dull fine awful loved hated it was and so very we our nation people".split()  # noqa: SIM905
 EOS = 256
@@ -162,6 +169,101 @@ def test_steer_streams_inside_generate_equal_uncached_forwards(tiny):
             assert torch.allclose(base_lp[i], want_base, atol=1e-4)
             assert torch.allclose(negative_lp[i], want_negative, atol=1e-4)
     assert out.shape[1] > len(PROMPT)
+
+
+def _top_tuned(root):  # type: ignore[no-untyped-def]
+    """The tiny base with its top layer and final norm changed, as the expert artifact's fine-tuning does."""
+    from transformers import AutoModelForCausalLM
+
+    expert = AutoModelForCausalLM.from_pretrained(str(root / "base"), dtype=torch.float32).eval()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in [*expert.model.layers[1].parameters(), *expert.model.norm.parameters()]:
+            p.add_(0.3 * torch.randn_like(p))
+    return expert
+
+
+def test_shared_bottom_layers_are_counted_bit_for_bit(tiny):
+    root, models = tiny
+    assert shared_bottom_layers(models["base"], _top_tuned(root)) == 1
+    assert shared_bottom_layers(models["base"], models["expert"]) == 0  # another random model
+    assert Models.of(models["base"], models["expert"]).shared_layers == 0
+
+
+def test_top_layers_stream_equals_the_base_models_full_forward(tiny):
+    """Fed the shared layer's output of the main stream (through a tap on the expert), the base's own top
+    layers give the base's full-pass log-probabilities on the same tokens, step after step."""
+    root, models = tiny
+    base, expert = models["base"], _top_tuned(root)
+    tap = LayerTap(expert.model.layers[0])
+    stream = TopLayersStream(base, 1)
+    prefix = [list(PROMPT), [45, 46, 47, 48, 49]]
+    ids = torch.tensor(prefix)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        expert(input_ids=ids)  # the main stream's pass (uncached): the tap keeps its layer-0 output
+        hidden = tap.take()
+        got = stream.next_logprobs(hidden if stream.length == 0 else hidden[:, -1:])  # then the new token
+        for i, row in enumerate(prefix):
+            assert torch.allclose(got[i], uncached_logprobs(base, row), atol=1e-5)
+        new = rng.integers(30, 200, size=2).tolist()
+        for row, token in zip(prefix, new, strict=True):
+            row.append(token)
+        ids = torch.tensor(prefix)
+    tap.close()
+    with pytest.raises(RuntimeError, match="no forward pass"):
+        tap.take()
+
+
+class UncachedSteer(LogitsProcessor):
+    """STEER as the formula reads, with no cache and no shared layers: the base and the negative stream
+    recomputed in full from each row's whole prefix at every step (the reference the fast path must equal)."""
+
+    def __init__(self, base, expert, negatives, prompt_length, g, e):  # type: ignore[no-untyped-def]
+        self.base, self.expert, self.negatives = base, expert, negatives
+        self.prompt_length, self.g, self.e = prompt_length, g, e
+
+    def __call__(self, input_ids, scores):  # type: ignore[no-untyped-def]
+        rows = input_ids.tolist()
+        base = torch.stack([uncached_logprobs(self.base, r) for r in rows])
+        negative = torch.stack(
+            [
+                uncached_logprobs(self.expert, n + r[self.prompt_length :])
+                for n, r in zip(self.negatives, rows, strict=True)
+            ]
+        )
+        return steer_scores(torch.log_softmax(scores, -1), base, negative, self.g, self.e)
+
+
+def test_fast_steer_samples_the_same_tokens_as_uncached_steer(tiny):
+    """Shared bottom layers, row-by-row reading of padded negative prompts and last-position heads are
+    speed-ups only: under one seed the tokens equal those of STEER recomputed without caches."""
+    root, models = tiny
+    base, expert = models["base"], _top_tuned(root)
+    pair = Models.of(base, expert)
+    assert pair.shared_layers == 1
+    negatives = [[80, 81, 82, 83, 84, 85, 86, 87], [90, 91, 92], [100, 101, 102, 103, 104]]
+    ids = torch.tensor([PROMPT] * 3)
+    outputs = []
+    for fast in (True, False):
+        if fast:
+            negative = CachedStream(expert, *left_padded(negatives, EOS, "cpu"))
+            processor = METHODS.get("steer")(g=0.3, e=0.4).processor(pair, negative)
+            assert isinstance(processor, SteerProcessor) and processor.tap is not None
+        else:
+            processor = UncachedSteer(base, expert, negatives, len(PROMPT), 0.3, 0.4)
+        torch.manual_seed(11)
+        out = expert.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=_config(10),
+            logits_processor=LogitsProcessorList([processor]),
+        )  # fmt: skip
+        outputs.append(out)
+        if fast:
+            assert isinstance(processor.base, TopLayersStream)
+            processor.close()
+    assert outputs[0].shape[1] > len(PROMPT) + 3
+    assert torch.equal(outputs[0], outputs[1])
+    assert len(set(map(tuple, outputs[0][:, len(PROMPT) :].tolist()))) > 1
 
 
 def test_negative_pool_grows_with_each_output_and_never_holds_a_heldout_example(tiny):

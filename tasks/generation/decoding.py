@@ -93,12 +93,16 @@ def sample(
             encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] or [eos] for t in batch_negatives]
             negative = CachedStream(models.expert, *left_padded(encoded, eos, device))
         ids = torch.tensor([prompt_ids] * rows, dtype=torch.long, device=device)
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            generation_config=config,
-            logits_processor=LogitsProcessorList([method.processor(models, negative)]),
-        )
+        processor = method.processor(models, negative)
+        try:
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                generation_config=config,
+                logits_processor=LogitsProcessorList([processor]),
+            )
+        finally:
+            getattr(processor, "close", lambda: None)()  # a processor's hooks on the models go
         seconds += time.perf_counter() - start
         generated = out[:, ids.shape[1] :].tolist()
         outputs = []

@@ -24,6 +24,16 @@ if TYPE_CHECKING:  # torch and transformers load only when a run generates, not 
 class Models:
     base: Any
     expert: Any
+    # bottom decoder layers the expert shares with the base bit for bit (streams.shared_bottom_layers); the
+    # base stream then starts from the main stream's hidden state after them. 0: run the base in full.
+    shared_layers: int = 0
+
+    @classmethod
+    def of(cls, base: Any, expert: Any) -> Models:
+        """The pair, with the layers they share measured."""
+        from tasks.generation.streams import shared_bottom_layers
+
+        return cls(base, expert, shared_bottom_layers(base, expert))
 
 
 class GenerationMethod(Method):
@@ -47,4 +57,11 @@ class GenerationMethod(Method):
         prompts (None when `negatives()` is 0)."""
         from tasks.generation.steering import SteerProcessor
 
-        return SteerProcessor(self.guidance(), self.negative_weight(), models.base, negative)
+        return SteerProcessor(
+            self.guidance(),
+            self.negative_weight(),
+            models.base,
+            negative,
+            models.expert,
+            models.shared_layers,
+        )

@@ -4,6 +4,14 @@ STEER reads three streams at every decoding step: the expert on the prompt (the 
 own), the base model on the same prompt, and the expert on a negative prompt. The two extra streams live
 here. Rows are left-padded: Llama-architecture models need explicit `position_ids` (the cumulative sum of
 the attention mask) with left padding, since their forward pass does not derive them from the mask.
+
+Where they cost time (SmolLM2-135M, one thread): a decoding step reads every weight once whatever the
+batch, so the three streams cost about three main-stream steps; reading the negative prompts (k examples a
+row, ~130 tokens against a 14-token prompt) costs as much again. So a padded prefix is read row by row
+(no compute on padding) and only its last position goes through the 49,152-wide output head; and when the
+expert is the base with only its top layers fine-tuned (the embedded expert artifact), the base stream
+does not recompute the bottom layers the two share: `LayerTap` keeps the main stream's hidden state after
+the last shared layer, and `TopLayersStream` runs only the base's own top layers and head on it.
 """
 
 from __future__ import annotations
@@ -35,6 +43,11 @@ def cache_argument(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def last_logits_only(model: Any) -> dict[str, int]:
+    """The forward argument that computes the output head on the last position only, where there is one."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
 class CachedStream:
     """Next-token log-probabilities of `model` after each row's prefix; `advance` appends one token a row.
 
@@ -54,26 +67,60 @@ class CachedStream:
     def next_logprobs(self, new_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """(rows, vocab) log-probabilities of the next token; `new_tokens` (rows,) extends every prefix by
         one token first (None on the first call, which reads the prefix)."""
-        if self.cache is None:
-            if new_tokens is not None:
-                raise ValueError("the first call reads the prefix: give no new tokens")
-            feed = self.prefix
-            positions = (self.mask.cumsum(-1) - 1).clamp_min(0)
-        else:
+        if self.cache is None and new_tokens is not None:
+            raise ValueError("the first call reads the prefix: give no new tokens")
+        if self.cache is not None:
             if new_tokens is None:
                 raise ValueError("every call after the first extends the prefix: give one token a row")
             feed = new_tokens.reshape(-1, 1).to(self.prefix.device)
             self.mask = torch.cat([self.mask, torch.ones_like(feed)], dim=1)
             positions = self.mask.sum(-1, keepdim=True) - 1
+            out = self.model(
+                input_ids=feed,
+                attention_mask=self.mask,
+                position_ids=positions,
+                use_cache=True,
+                **last_logits_only(self.model),
+                **{cache_argument(self.model): self.cache},
+            )
+            self.cache = _cache_of(out)
+            return log_softmax(out.logits[:, -1].float(), dim=-1)
+        if not bool(self.mask.all()) and self.mask.shape[0] > 1:
+            read = self._read_rows_one_by_one()
+            if read is not None:
+                return read
         out = self.model(
-            input_ids=feed,
+            input_ids=self.prefix,
             attention_mask=self.mask,
-            position_ids=positions,
+            position_ids=(self.mask.cumsum(-1) - 1).clamp_min(0),
             use_cache=True,
-            **{cache_argument(self.model): self.cache},
+            **last_logits_only(self.model),
         )
-        self.cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        self.cache = _cache_of(out)
         return log_softmax(out.logits[:, -1].float(), dim=-1)
+
+    def _read_rows_one_by_one(self) -> torch.Tensor | None:
+        """The first call on a padded batch: each row's own tokens in a forward pass of their own (nothing
+        computed on padding), the caches then left-padded with zeros (masked) into one batch cache. None
+        when the cache does not keep per-layer tensors (older transformers): read it padded."""
+        logits, caches = [], []
+        for row, keep in zip(self.prefix, self.mask.bool(), strict=True):
+            out = self.model(
+                input_ids=row[keep].reshape(1, -1), use_cache=True, **last_logits_only(self.model)
+            )
+            logits.append(out.logits[:, -1])
+            caches.append(_cache_of(out))
+            if not hasattr(caches[0], "layers"):
+                return None
+        width = self.prefix.shape[1]
+        merged = caches[0]
+        for index, layer in enumerate(merged.layers):
+            for name in ("keys", "values"):
+                parts = [getattr(c.layers[index], name) for c in caches]
+                padded = [torch.nn.functional.pad(p, (0, 0, width - p.shape[-2], 0)) for p in parts]
+                setattr(layer, name, torch.cat(padded, dim=0))
+        self.cache = merged
+        return log_softmax(torch.cat(logits).float(), dim=-1)
 
 
 @torch.no_grad()
@@ -82,3 +129,95 @@ def uncached_logprobs(model: Any, prefix: list[int]) -> torch.Tensor:
     cached stream must equal."""
     ids = torch.tensor([prefix], dtype=torch.long, device=next(model.parameters()).device)
     return log_softmax(model(input_ids=ids).logits[0, -1].float(), dim=-1)
+
+
+def _cache_of(out: Any) -> Any:
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
+def decoder_stack(model: Any) -> list[Any] | None:
+    """The decoder layers of a Llama-style causal LM (`model.model.layers`), or None."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    return list(layers) if layers is not None else None
+
+
+@torch.no_grad()
+def shared_bottom_layers(base: Any, expert: Any) -> int:
+    """How many bottom decoder layers `expert` shares with `base` bit for bit, embeddings included (0 when
+    the embeddings, the architecture or the first layer differ): the layers a base stream on the main
+    stream's tokens need not recompute."""
+    base_layers, expert_layers = decoder_stack(base), decoder_stack(expert)
+    if base_layers is None or expert_layers is None or len(base_layers) != len(expert_layers):
+        return 0
+    if base.config.to_dict() != expert.config.to_dict():
+        return 0
+    if getattr(base.config, "_attn_implementation", None) != "sdpa":
+        return 0  # the top-layer pass relies on SDPA's own causal masking (no mask is built)
+    if not torch.equal(base.model.embed_tokens.weight, expert.model.embed_tokens.weight):
+        return 0
+    shared = 0
+    for mine, theirs in zip(base_layers, expert_layers, strict=True):
+        pairs = zip(mine.state_dict().values(), theirs.state_dict().values(), strict=True)
+        if not all(torch.equal(a, b) for a, b in pairs):
+            break
+        shared += 1
+    return shared if shared < len(base_layers) else len(base_layers) - 1
+
+
+class LayerTap:
+    """Keeps the output of one decoder layer from the last forward pass through it, while attached."""
+
+    def __init__(self, layer: Any) -> None:
+        self.value: torch.Tensor | None = None
+        self._handle = layer.register_forward_hook(self._keep)
+
+    def _keep(self, module: Any, args: Any, output: Any) -> None:
+        self.value = output[0] if isinstance(output, tuple) else output
+
+    def take(self) -> torch.Tensor:
+        value, self.value = self.value, None
+        if value is None:
+            raise RuntimeError("no forward pass went through the tapped layer since the last take")
+        return value
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+class TopLayersStream:
+    """The base model's next-token log-probabilities on the main stream's tokens, from the main stream's
+    hidden state after the `start` bottom layers the two models share: only the base's layers from `start`
+    up, its final norm and its head run, each with its own KV cache.
+
+    The rows are the task's prompt repeated (no padding), so every layer's mask is plain causal and SDPA
+    applies it itself; positions run on from the prompt. Equal to the base's full forward pass on the same
+    tokens (tests/test_generation.py checks it token for token)."""
+
+    def __init__(self, model: Any, start: int) -> None:
+        from transformers import DynamicCache
+
+        self.model, self.start = model, start
+        self.cache = DynamicCache(config=model.config)
+        self.length = 0
+
+    @torch.no_grad()
+    def next_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """`hidden` (rows, new tokens, width): the shared layers' output on the tokens new since the last
+        call (the whole prompt on the first)."""
+        body = self.model.model
+        steps = hidden.shape[1]
+        positions = torch.arange(self.length, self.length + steps, device=hidden.device).unsqueeze(0)
+        positions = positions.expand(hidden.shape[0], -1)
+        self.length += steps
+        rotary = body.rotary_emb(hidden, position_ids=positions)
+        for layer in body.layers[self.start :]:
+            hidden = layer(
+                hidden,
+                attention_mask=None,
+                position_ids=positions,
+                position_embeddings=rotary,
+                use_cache=True,
+                **{cache_argument(layer): self.cache},
+            )
+        logits = self.model.lm_head(body.norm(hidden[:, -1:]))
+        return log_softmax(logits[:, -1].float(), dim=-1)

@@ -132,7 +132,7 @@ class GenerationTask(Task):
             base, tokenizer = load(self.base, ctx.artifacts, ctx.device)
         with ctx.phase("expert"):
             expert, finetune_seconds = self.expert_model(ctx, prompt, train, tokenizer)
-        models = Models(base, expert)
+        models = Models.of(base, expert)  # measures the bottom layers they share
         with ctx.phase("generate"):
             out = sample(
                 method,
