@@ -2,21 +2,30 @@
 
 Both decode the same prompt through `generate` with top-k 10, the same batch and exactly the same number
 of new tokens (EOS is held back until the last step), on the real SmolLM2-135M pair of the
-generation/rotten-tomatoes task (cpu settings). STEER runs three streams a step (the expert's, the base's
-and the expert's on the negative prompts, which it reads first), so the goal is at least 1/3 of plain
-sampling's tokens per second. The fine-tuning time is the expert artifact's own record: built here when
-the results folder has none yet. Times one thread: `python benchmarks/steer_speed.py [--batch 16]`.
+generation/rotten-tomatoes task (cpu settings), through the task's own path (`Models.of`, the method's
+processor). STEER runs three streams a step (the expert's, the base's and the expert's on the negative
+prompts, which it reads first), so the goal is at least 1/3 of plain sampling's tokens per second. The
+fine-tuning time is the expert artifact's own record (built when the results folder has none yet), or,
+with `--build`, a fresh build into a temporary artifact folder timed here (goal: at most 600 s).
+One torch thread; the 1-minute load average is printed beside every figure, since other processes on the
+cores slow both several times over: `python benchmarks/steer_speed.py [--batch 16] [--build]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
 
 
 def main() -> None:
@@ -25,6 +34,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per row")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--results", default=os.environ.get("LOGITBENCH_RESULTS", "logitbench-results"))
+    parser.add_argument("--build", action="store_true", help="time a fresh fine-tuning of the expert too")
     args = parser.parse_args()
 
     import numpy as np
@@ -34,6 +44,7 @@ def main() -> None:
     from harness.artifacts import ArtifactCache
     from harness.context import RunContext
     from harness.registries import METHODS, TASKS
+    from tasks.causal_lm import load
     from tasks.generation.decoding import NegativePool
     from tasks.generation.expert import training_subset
     from tasks.generation.protocol import Models
@@ -41,14 +52,13 @@ def main() -> None:
 
     torch.set_num_threads(1)
     task = TASKS.get("generation/rotten-tomatoes")()
-    ctx = RunContext(0, "cpu", 1, ArtifactCache(Path(args.results) / "artifacts"))
-    from tasks.causal_lm import load
-
+    artifacts = Path(args.results) / "artifacts"
+    ctx = RunContext(0, "cpu", 1, ArtifactCache(artifacts))
     data = task.domain()
     train = training_subset(data.train, task.finetune_examples)
     base, tokenizer = load(task.base, ctx.artifacts, "cpu")
-    expert, finetune_seconds = task.expert_model(ctx, task.the_prompt(), train, tokenizer)
-    models = Models(base, expert)
+    expert, _ = task.expert_model(ctx, task.the_prompt(), train, tokenizer)
+    models = Models.of(base, expert)
     eos = tokenizer.eos_token_id
     config = GenerationConfig(
         do_sample=True, top_k=10, max_new_tokens=args.tokens, min_new_tokens=args.tokens,
@@ -63,28 +73,58 @@ def main() -> None:
         method = METHODS.get(method_name)()
         negative = None
         start = time.perf_counter()
-        if method.negatives():
-            rows = [tokenizer(pool.prompt(method.negatives(), rng))["input_ids"] for _ in range(args.batch)]
+        if k := method.negatives():
+            rows = [tokenizer(pool.prompt(k, rng), add_special_tokens=False)["input_ids"] for _ in ids]
             negative = CachedStream(expert, *left_padded(rows, eos, "cpu"))
+        processor = method.processor(models, negative)
         with torch.no_grad():
             out = expert.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
-                logits_processor=LogitsProcessorList([method.processor(models, negative)]),
+                logits_processor=LogitsProcessorList([processor]),
             )  # fmt: skip
+        processor.close()
         seconds = time.perf_counter() - start
         assert out.shape[1] - ids.shape[1] == args.tokens
         return args.batch * args.tokens / seconds
 
     decode("expert")  # warm-up
+    load_before = load_average()
     speeds = {name: max(decode(name) for _ in range(args.repeats)) for name in ("expert", "steer")}
     ratio = speeds["steer"] / speeds["expert"]
-    print(f"SmolLM2-135M pair, batch {args.batch}, {args.tokens} new tokens, top-k 10, torch threads 1")
-    print(f"expert sampling  {speeds['expert']:8.1f} tokens/s")
-    print(f"steer (g=e=0.2, k=5) {speeds['steer']:8.1f} tokens/s   ratio {ratio:.2f} (goal >= 0.33)")
     print(
-        f"expert fine-tuning: {finetune_seconds:.0f} s ({task.finetune_examples} examples, "
+        f"SmolLM2-135M pair, batch {args.batch}, {args.tokens} new tokens, top-k 10, torch threads 1, "
+        f"load average {load_before:.2f} -> {load_average():.2f}; base and expert share "
+        f"{models.shared_layers} of {len(base.model.layers)} decoder layers"
+    )
+    print(f"expert sampling        {speeds['expert']:8.1f} tokens/s")
+    print(f"steer (g=e=0.2, k=5)   {speeds['steer']:8.1f} tokens/s   ratio {ratio:.2f} (goal >= 0.33)")
+
+    folder = ctx.artifacts.path("generation-expert", task.expert_identity(task.the_prompt(), train))
+    meta = json_of(folder / "meta.json")
+    scratch = None
+    if args.build:
+        scratch = Path(tempfile.mkdtemp(prefix="steer-speed-"))
+        converted = artifacts / "causal-lm-converted"  # the base checkpoint, reused, not rebuilt
+        (scratch / converted.name).symlink_to(converted.resolve(), target_is_directory=True)
+        fresh = RunContext(0, "cpu", 1, ArtifactCache(scratch))
+        task.expert_model(fresh, task.the_prompt(), train, tokenizer)
+        identity = task.expert_identity(task.the_prompt(), train)
+        meta = json_of(fresh.artifacts.path("generation-expert", identity) / "meta.json")
+    loads = meta.get("load_average")
+    under = f"load average {loads[0]:.2f} -> {loads[1]:.2f}" if loads else "load not recorded"
+    print(
+        f"expert fine-tuning     {meta['seconds']:8.0f} s ({'built now' if args.build else 'as recorded'}, "
+        f"{under}, torch threads {meta.get('torch_threads', '?')}; {meta['examples']} examples, "
         f"top {task.finetune_layers} layers, {task.finetune_epochs} epoch; goal <= 600 s)"
     )
+    if scratch is not None:
+        shutil.rmtree(scratch)
+
+
+def json_of(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
 
 
 if __name__ == "__main__":

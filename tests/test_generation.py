@@ -379,6 +379,9 @@ def test_every_method_runs_on_a_fine_tuned_tiny_expert(tiny, results, method):
     assert 0.0 <= metrics["classifier_auc"] <= 1.0 and 0.0 <= metrics["distinct_2"] <= 1.0
     assert metrics["expert_finetune_seconds"] > 0
     assert record["details"]["outputs"]
+    for meta in (results / "artifacts" / "generation-expert").glob("*/meta.json"):
+        recorded = json.loads(meta.read_text())  # what the fine-tuning time was measured under
+        assert recorded["torch_threads"] >= 1 and len(recorded["load_average"]) == 2
 
 
 def test_a_given_expert_folder_is_used_and_must_share_the_tokenizer(tiny, results, tmp_path):
