@@ -48,8 +48,9 @@ def sequence_graph_distance(
 @register_method("lm-gld")
 @dataclass(kw_only=True)
 class LMGraphOnLogits(LMDistillationMethod):
-    # The distance grows as the fourth power of the logits; SmolLM2's top logits are ~15-25, so the
-    # graph distance of an untrained truncated student is ~1e5: the weight scales it to the CE's order.
+    # The distance grows as the fourth power of the logits: for SmolLM2 -> its first 2 blocks it starts
+    # near 1e5 (the term 0.6 to 1.7 at this weight, against a CE of 17) and ends near 6e3. At 1e-4
+    # (seed 0, 120 steps, lr 2e-3) kd+gld ended worse than kd: held-out KL 3.32 vs 3.20.
     weight: float = 1e-5
     top_k: int = 10  # vocabulary channels kept per position (the paper's top-k)
     temperature: float = 1.0
