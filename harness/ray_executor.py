@@ -24,6 +24,8 @@ import contextlib
 import math
 import os
 import platform
+import re
+import socket
 import sys
 import threading
 import time
@@ -47,6 +49,7 @@ from harness.worker import WorkerOptions, build_record, utc_now, write_safely
 
 POLL_S = 0.1  # how long the driver waits on Ray before it looks at new submissions and other claims
 CLUSTER_REFRESH_S = 5.0  # how often the driver asks Ray again how large the cluster is
+CONNECT_TIMEOUT_S = 10.0  # how long the cluster's address may take to accept a connection
 REASON_CHARS = 2000  # a Ray error message can carry a whole traceback: the record keeps its start
 
 
@@ -103,6 +106,7 @@ class RayExecutor(Executor):
         self.workers = workers
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
+            check_reachable(address)
             os.environ.setdefault("RAY_DISABLE_DOCKER_CPUS_WARNING", "1")
             ray.init(address=address, include_dashboard=False, logging_level="warning")
         self._cwd = str(Path.cwd())
@@ -409,6 +413,19 @@ class RayExecutor(Executor):
             f"no node of the Ray cluster has {need.cpus:g} CPU(s), {need.gpus} GPU(s) and "
             f"{need.memory_gb:g} GB of memory for {spec.task.name} at scale {spec.scale} (nodes: {sizes})"
         )
+
+
+def check_reachable(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """ConnectionError, at once, when a `HOST:PORT` address takes no connections: Ray itself goes on
+    retrying such an address for many minutes without a word."""
+    found = re.fullmatch(r"\[?([^\[\]/]+?)\]?:(\d+)", address or "")
+    if found is None:  # None, "auto", "local", ray://...: Ray's own lookup says what is wrong
+        return
+    host, port = found.group(1), int(found.group(2))
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({err.strerror or err})") from None
 
 
 def _forwarded_env() -> dict[str, str]:

@@ -316,3 +316,25 @@ def test_executor_ray_without_ray_is_a_one_line_error(board_file, results, monke
     assert not (results / "runs").exists() or not ResultStore(results).all_keys()
     assert main(["run", board, "--address", "auto", "--no-progress"]) == 2
     assert "--address is an option of --executor ray" in capsys.readouterr().err
+
+
+def test_an_address_where_nothing_answers_is_a_one_line_error_at_once(
+    board_file, results, capsys, monkeypatch
+):
+    ray = pytest.importorskip("ray")
+    import socket
+
+    monkeypatch.setattr(
+        ray, "is_initialized", lambda: False
+    )  # as in a fresh `run`, whatever this process did
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    board = str(board_file("name: t\nseeds: [0]\ntasks: [diag/echo]\nmethods: [diag-constant]\n"))
+    start = time.monotonic()
+    assert main(["run", board, "--executor", "ray", "--address", f"127.0.0.1:{port}", "--no-progress"]) == 2
+    assert time.monotonic() - start < 15
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"cannot connect to the Ray cluster at 127.0.0.1:{port}: nothing answers" in err
