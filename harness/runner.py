@@ -16,11 +16,12 @@ from __future__ import annotations
 import concurrent.futures as cf
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -29,6 +30,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from harness.errors import UserError
 from harness.executors import Executor
@@ -88,7 +90,7 @@ def execute(
     executor = make_executor()
     # Without a live display (--no-progress, or output to a file as in CI) each finished run is one line.
     show_lines = not show_progress or not console.is_terminal
-    progress = Progress(
+    progress = _BoardProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -101,6 +103,7 @@ def execute(
         transient=False,
     )
     state = _State(schedule)
+    labels = {step.run.spec.key: step.run.spec.label() for step in schedule.steps}
     futures: dict[cf.Future[Record], int] = {}
 
     def submit(index: int) -> cf.Future[Record]:
@@ -145,12 +148,30 @@ def execute(
                     failed=len(outcome.failed),
                     eta=duration(state.eta(running, executor.capacity())),
                 )
+                progress.nodes = [(labels.get(k, k), node) for k, node in executor.running_nodes().items()]
         executor.shutdown()
     except KeyboardInterrupt:
         executor.shutdown(cancel=True)
         outcome.interrupted = True
     _collect_failures(outcome)
     return outcome
+
+
+class _BoardProgress(Progress):
+    """The progress bar, and under it the node each running run is on when the executor has several."""
+
+    shown_nodes = 12
+
+    def __init__(self, *columns: Any, **options: Any) -> None:
+        self.nodes: list[tuple[str, str]] = []  # (run label, node) of each running run
+        super().__init__(*columns, **options)
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for label, node in sorted(self.nodes)[: self.shown_nodes]:
+            yield Text(f"  {label} on {node}", overflow="ellipsis", no_wrap=True)
+        if len(self.nodes) > self.shown_nodes:
+            yield Text(f"  and {len(self.nodes) - self.shown_nodes} more")
 
 
 class _State:

@@ -258,3 +258,78 @@ def test_a_local_input_enters_the_predicted_key_by_content_as_in_the_run(tmp_pat
     predicted = plan_runs([run], store).steps[0].builds
     assert run_spec(run.spec, store, WorkerOptions(str(store.root), 1), "r2")["status"] == "ok"
     assert set(predicted) == _artifact_folders(store) - before and len(predicted) == 2
+
+
+class _ThreadExecutor:
+    """A stand-in for any executor (e.g. Ray's): each run "runs" on a thread for `seconds`, on a named
+    node; it logs when each spec was submitted and when it ended."""
+
+    def __init__(self, seconds: float) -> None:
+        import threading
+
+        self.seconds, self.lock, self.log = seconds, threading.Lock(), []
+        self.active: dict[str, str] = {}
+
+    def submit(self, spec, expected=None):  # type: ignore[no-untyped-def]
+        import threading
+        import time
+        from concurrent.futures import Future
+
+        from harness.store import Record
+
+        future: Future = Future()
+        with self.lock:
+            self.log.append(("submit", spec.key, time.monotonic()))
+
+        def work() -> None:
+            with self.lock:
+                self.active[spec.key] = f"node-{spec.seed % 2}"
+            time.sleep(self.seconds)
+            metrics = {"score": {"value": 1.0, "higher_is_better": True}}
+            record = Record(build_record(spec, "t", "ok", metrics, None, utc_now(), self.seconds))
+            with self.lock:
+                del self.active[spec.key]
+                self.log.append(("end", spec.key, time.monotonic()))
+            future.set_result(record)
+
+        threading.Thread(target=work, daemon=True).start()
+        return future
+
+
+def test_holding_back_works_with_any_executor_and_the_display_names_each_runs_node(tmp_path, probes):
+    import io
+
+    from rich.console import Console
+
+    from harness.executors import Executor
+    from harness.runner import RerunPolicy, execute
+
+    class ThreadExecutor(_ThreadExecutor, Executor):
+        def running(self) -> int:
+            return len(self.active)
+
+        def running_nodes(self) -> dict[str, str]:
+            with self.lock:
+                return dict(self.active)
+
+        def shutdown(self, cancel: bool = False) -> None:
+            pass
+
+    store = ResultStore(tmp_path / "results")
+    runs = [_run("plan/shared", "diag-constant", seed) for seed in range(3)]
+    runs += [_run("plan/shared", "diag-constant", seed, {"group": "b"}) for seed in range(2)]
+    executor = ThreadExecutor(seconds=0.6)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    outcome = execute(runs, store, lambda: executor, RerunPolicy.FAILED, console)
+    assert len(outcome.records) == 5 and not outcome.failed
+    submitted = {key: t for event, key, t in executor.log if event == "submit"}
+    ended = {key: t for event, key, t in executor.log if event == "end"}
+    plan = plan_runs(runs, store)
+    builders = {key: plan.steps[i].run.spec.key for key, i in plan.builders.items()}
+    assert len(builders) == 2
+    for step in plan.steps:
+        for artifact in step.waits_for:  # each held run was submitted only once its builder had ended
+            assert submitted[step.run.spec.key] >= ended[builders[artifact]]
+    assert sum(not s.waits_for for s in plan.steps) == 2  # the two builders went at once
+    assert re.search(r"plan/shared × diag-constant \(seed \d\) on node-[01]", screen.getvalue())
