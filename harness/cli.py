@@ -499,6 +499,8 @@ def _executor(args: argparse.Namespace, store: ResultStore, timeout: float | Non
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = args.address or "this machine"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "Failed to connect" in first and not os.environ.get("RAY_AUTH_MODE"):
+            first += " (a cluster that wants a token needs RAY_AUTH_MODE=token and its token: see the README)"
         raise UserError(f"--executor ray: cannot connect to the Ray cluster at {where}: {first}") from None
 
 
