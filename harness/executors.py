@@ -39,7 +39,7 @@ from harness.worker import (
     SYS_PATH_ENV,
     WorkerOptions,
     build_record,
-    process_main,
+    spare_main,
     utc_now,
 )
 
@@ -115,6 +115,19 @@ class _Running:
     slot: int
     expected: Version
     gpus: tuple[str, ...] = ()
+    conn: Any = None  # the worker's end of the spec/exit-status pipe (harness.worker.spare_main)
+    code: int | None = None  # the exit status the worker sent once its record was stored
+
+    def exit_code(self) -> int | None:
+        """The run's exit status: as the worker sent it after storing its record (the process may still
+        be exiting), else the process's own once it is gone; None while it runs."""
+        if self.code is None:
+            try:
+                if self.conn.poll():
+                    self.code = int(self.conn.recv())
+            except (EOFError, OSError, ValueError, TypeError):
+                pass  # died without a word: its exit code below says how
+        return self.code if self.code is not None else self.process.exitcode
 
 
 @dataclass
@@ -165,6 +178,10 @@ class LocalExecutor(Executor):
         self._free_slots = list(range(self.workers))
         self._free_gpus = list(self.gpus)
         self._gpus_by_kind: dict[tuple[str, str], int] = {}
+        # A worker forked ahead of the next run, so a run does not wait for the fork of a process that
+        # holds the preloaded libraries (~20 ms here); runs still each get a fresh process.
+        self._spare: tuple[Any, Any] | None = None
+        self._forking: threading.Thread | None = None  # starts the spare without holding up the pump
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = self._mp.Pipe(duplex=False)
         self._stop = False
@@ -217,6 +234,55 @@ class LocalExecutor(Executor):
         self._pump.join(timeout=30)
         for run in list(self._running.values()):
             run.process.join(timeout=5)
+        if self._forking is not None:
+            self._forking.join(timeout=30)
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare[0].kill()
+            spare[0].join(timeout=5)
+
+    def _start_worker(self) -> tuple[Any, Any]:
+        """A worker process waiting for its run on a pipe: (process, the executor's end)."""
+        ours, theirs = self._mp.Pipe()
+        process = self._mp.Process(target=spare_main, args=(theirs,), daemon=True)
+        try:
+            process.start()
+        finally:
+            theirs.close()
+        return process, ours
+
+    def _worker(self) -> tuple[Any, Any]:
+        """The spare when it is ready and alive, else a worker started now. Called under the lock."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0].exitcode is None:
+            return spare
+        if spare is not None:
+            spare[1].close()
+        return self._start_worker()
+
+    def _keep_spare(self) -> None:
+        """Fork the next run's worker, on a thread of its own (a start takes as long as the fork), while
+        this run goes on; not once the executor is stopping or has nothing to do. Called under the lock."""
+        busy = self._forking is not None and self._forking.is_alive()
+        if busy or self._spare is not None or self._stop or self._cancelled:
+            return
+        if not (self._running or self._pending):
+            return
+
+        def fork() -> None:
+            try:
+                worker = self._start_worker()
+            except Exception:  # the next launch starts one itself, and records why if that fails too
+                return
+            with self._lock:
+                if self._spare is None and not self._stop:
+                    self._spare = worker
+                    return
+            worker[0].kill()
+
+        self._forking = threading.Thread(target=fork, name="logitbench-spare", daemon=True)
+        self._forking.start()
 
     def _options(self, gpus: tuple[str, ...]) -> WorkerOptions:
         """A run's worker options: its own GPUs, or none visible ("") beside runs that hold them."""
@@ -257,13 +323,14 @@ class LocalExecutor(Executor):
             gpus = tuple(self._free_gpus[:wanted])
             del self._free_gpus[:wanted]
             run_id = uuid.uuid4().hex
-            process = self._mp.Process(
-                target=process_main,
-                args=(spec.to_json(), run_id, self._options(gpus), queued.expected),
-                daemon=True,
-            )
+            message = (spec.to_json(), run_id, self._options(gpus), queued.expected)
             try:
-                process.start()
+                process, conn = self._worker()
+                try:
+                    conn.send(message)
+                except OSError:  # the spare died in between: a new worker
+                    process, conn = self._start_worker()
+                    conn.send(message)
             except Exception as err:  # e.g. the forkserver could not start: a failed record, the pump goes on
                 self._free_slots.append(slot)
                 self._release_gpus(gpus)
@@ -276,9 +343,10 @@ class LocalExecutor(Executor):
                 future.set_result(self._store_own(data))
                 continue
             self._running[process.sentinel] = _Running(
-                process, spec, future, run_id, time.monotonic(), utc_now(), slot, queued.expected, gpus
+                process, spec, future, run_id, time.monotonic(), utc_now(), slot, queued.expected, gpus, conn
             )
         self._pending.extendleft(reversed(skipped))
+        self._keep_spare()
 
     def _release_gpus(self, gpus: tuple[str, ...]) -> None:
         self._free_gpus = [g for g in self.gpus if g in self._free_gpus or g in gpus]
@@ -299,7 +367,7 @@ class LocalExecutor(Executor):
                 if self._stop and not self._running and (self._cancelled or idle):
                     return
                 self._launch()
-                sentinels = list(self._running)
+                sentinels = [*self._running, *(r.conn for r in self._running.values())]
                 deadline = self._next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._claimed_elsewhere:
@@ -319,7 +387,8 @@ class LocalExecutor(Executor):
     def _reap(self) -> None:
         now = time.monotonic()
         for sentinel, run in list(self._running.items()):
-            still_running = run.process.exitcode is None
+            code = run.exit_code()
+            still_running = code is None
             timed_out = still_running and self.timeout_s is not None and now - run.started > self.timeout_s
             if still_running and not timed_out:
                 continue
@@ -332,11 +401,12 @@ class LocalExecutor(Executor):
             if self._cancelled:
                 run.future.set_exception(CancelledError(f"{run.spec.label()} was cancelled"))
                 continue
-            if not timed_out and run.process.exitcode == EXIT_CLAIMED:  # claimed in between: wait for it
+            run.conn.close()
+            if not timed_out and code == EXIT_CLAIMED:  # claimed in between: wait for it
                 self._claimed_elsewhere.append(_Queued(run.spec, run.future, run.expected))
                 continue
             try:
-                if not timed_out and run.process.exitcode == EXIT_SUPERSEDED:
+                if not timed_out and code == EXIT_SUPERSEDED:
                     record = self._current(run)
                     if record is None:  # what superseded it is gone again: run it after all
                         self._pending.appendleft(
@@ -380,7 +450,7 @@ class LocalExecutor(Executor):
                 "failed",
                 {
                     "type": "WorkerDied",
-                    "message": f"worker exited with code {run.process.exitcode} without writing a record",
+                    "message": f"worker exited with code {run.exit_code()} without writing a record",
                     "traceback": "",
                 },
             )

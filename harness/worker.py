@@ -79,6 +79,25 @@ def process_main(
         write_safely(store, run_spec(spec, store, options, run_id))
 
 
+def spare_main(conn: Any) -> None:
+    """A worker started before its run is known (the executor's spare): it waits for the run, runs it as
+    `process_main` does, and then sends its exit status, so the executor takes the run as finished when
+    the record is stored instead of when this large process has been torn down. None: exit unused."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        message = conn.recv()
+    except (EOFError, OSError):  # the executor is gone
+        return
+    if message is None:
+        return
+    code = 0
+    try:
+        process_main(*message)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    conn.send(code)
+
+
 def write_safely(store: ResultStore, record: dict[str, Any]) -> None:
     """Store `record`; one the store refuses becomes a failed record saying why, metrics kept."""
     try:

@@ -187,3 +187,43 @@ def test_kill_9_cycles_with_two_concurrent_runs_lose_corrupt_and_duplicate_nothi
 @pytest.mark.slow
 def test_twenty_kill_9_cycles_with_two_concurrent_runs(board_file, tmp_path):
     assert _kill_cycles(board_file, tmp_path, cycles=20, seeds=100) > 0, "some kills landed mid-run"
+
+
+def test_runs_start_on_a_spare_worker_yet_each_gets_a_fresh_process(tmp_path, monkeypatch):
+    """The executor forks the next run's worker ahead of time; every run still has a process of its own,
+    and a spare that died before it was used is replaced, not handed a run."""
+    import lb_store_probe  # noqa: F401  (registers probe-log in this process)
+
+    from harness.executors import LocalExecutor
+    from harness.registries import METHODS, TASKS
+    from harness.spec import make_spec
+
+    monkeypatch.setenv("LOGITBENCH_PLUGIN_MODULES", "lb_diagnostics,lb_store_probe")  # and in the workers
+    log = tmp_path / "log.txt"
+    executor = LocalExecutor(ResultStore(tmp_path / "res"), workers=1)
+    try:
+
+        def run(seed: int) -> str:
+            spec = make_spec(
+                TASKS.get("diag/echo"),
+                METHODS.get("probe-log"),
+                seed,
+                "cpu",
+                {},
+                {"seconds": 0.0, "log": str(log)},
+            )
+            return executor.submit(spec).result(timeout=60).status
+
+        assert run(0) == "ok"
+        deadline = time.monotonic() + 30
+        while executor._spare is None:  # forked on a thread while the first run went on
+            assert time.monotonic() < deadline, "no spare worker was started"
+            time.sleep(0.05)
+        executor._spare[0].kill()
+        executor._spare[0].join()
+        assert [run(seed) for seed in (1, 2, 3)] == ["ok", "ok", "ok"]
+    finally:
+        executor.shutdown()
+    pids = [line.split()[2] for line in log.read_text().splitlines() if line.startswith("start")]
+    assert len(pids) == 4 and len(set(pids)) == 4, pids
+    assert executor._spare is None, "shutdown leaves no spare behind"
