@@ -134,11 +134,21 @@ class _Running:
 
 
 @dataclass
-class _Queued:
+class Queued:
+    """A submitted run waiting for a worker (both executors)."""
+
     spec: RunSpec
     future: Future[Record]
     expected: Version
-    rank: float = math.inf
+    rank: float = math.inf  # the run's place in the plan: lower starts first
+
+
+def enqueue_ranked(pending: deque[Queued], queued: Queued) -> None:
+    """Put `queued` after every waiting run of its rank or a lower one (the planner's order)."""
+    place = len(pending)  # runs come mostly in rank order: look from the back
+    while place and pending[place - 1].rank > queued.rank:
+        place -= 1
+    pending.insert(place, queued)
 
 
 def default_threads(workers: int) -> int:
@@ -175,8 +185,8 @@ class LocalExecutor(Executor):
         self._mp = mp.get_context("forkserver")
         self._mp.set_forkserver_preload(PRELOAD)
         os.environ[SYS_PATH_ENV] = os.pathsep.join(sys.path)  # read by harness.preload in the forkserver
-        self._pending: deque[_Queued] = deque()
-        self._claimed_elsewhere: list[_Queued] = []
+        self._pending: deque[Queued] = deque()
+        self._claimed_elsewhere: list[Queued] = []
         self._running: dict[int, _Running] = {}
         self._free_slots = list(range(self.workers))
         self._free_gpus = list(self.gpus)
@@ -203,12 +213,9 @@ class LocalExecutor(Executor):
 
     def _enqueue(self, spec: RunSpec, expected: Version | None, rank: float) -> Future[Record]:
         future: Future[Record] = Future()
-        queued = _Queued(spec, future, self.store.version(spec.key) if expected is None else expected, rank)
+        queued = Queued(spec, future, self.store.version(spec.key) if expected is None else expected, rank)
         with self._lock:
-            place = len(self._pending)  # runs come mostly in rank order: look from the back
-            while place and self._pending[place - 1].rank > rank:
-                place -= 1
-            self._pending.insert(place, queued)
+            enqueue_ranked(self._pending, queued)
         self._wake_w.send_bytes(b"x")
         return future
 
@@ -307,7 +314,7 @@ class LocalExecutor(Executor):
         if free:
             self._claimed_elsewhere = [q for q in self._claimed_elsewhere if q not in free]
             self._pending.extendleft(reversed(free))
-        skipped: deque[_Queued] = deque()  # runs whose GPUs are busy: they keep their place
+        skipped: deque[Queued] = deque()  # runs whose GPUs are busy: they keep their place
         while self._pending and self._free_slots and not self._cancelled:
             queued = self._pending.popleft()
             spec, future = queued.spec, queued.future
@@ -406,14 +413,14 @@ class LocalExecutor(Executor):
                 continue
             run.conn.close()
             if not timed_out and code == EXIT_CLAIMED:  # claimed in between: wait for it
-                self._claimed_elsewhere.append(_Queued(run.spec, run.future, run.expected))
+                self._claimed_elsewhere.append(Queued(run.spec, run.future, run.expected))
                 continue
             try:
                 if not timed_out and code == EXIT_SUPERSEDED:
                     record = self._current(run)
                     if record is None:  # what superseded it is gone again: run it after all
                         self._pending.appendleft(
-                            _Queued(run.spec, run.future, self.store.version(run.spec.key))
+                            Queued(run.spec, run.future, self.store.version(run.spec.key))
                         )
                         continue
                     run.future.set_result(record)

@@ -40,7 +40,7 @@ from typing import Any
 import ray
 import ray.exceptions
 
-from harness.executors import FORWARDED_ENV_PREFIXES, Executor
+from harness.executors import FORWARDED_ENV_PREFIXES, Executor, Queued, enqueue_ranked
 from harness.isolated_run import exit_text, node_options, run_isolated
 from harness.registries import TASKS
 from harness.spec import RunSpec
@@ -66,16 +66,8 @@ def _run_on_node(
 
 
 @dataclass
-class _Queued:
-    spec: RunSpec
-    future: Future[Record]
-    expected: Version
-    rank: float = math.inf  # the run's place in the plan: lower starts first
-
-
-@dataclass
 class _InFlight:
-    queued: _Queued
+    queued: Queued
     claim: Claim
     run_id: str
     attempt: int
@@ -113,8 +105,8 @@ class RayExecutor(Executor):
         self._options = WorkerOptions(
             str(self.store.root), self.threads, None, tuple(sys.path), _forwarded_env()
         )
-        self._pending: deque[_Queued] = deque()
-        self._claimed_elsewhere: list[_Queued] = []
+        self._pending: deque[Queued] = deque()
+        self._claimed_elsewhere: list[Queued] = []
         self._in_flight: dict[Any, _InFlight] = {}  # by generator
         self._nodes: list[dict[str, float]] = []
         self._capacity = 1
@@ -135,12 +127,9 @@ class RayExecutor(Executor):
     def submit_ranked(self, spec: RunSpec, expected: Version | None, rank: float) -> Future[Record]:
         """`submit`, queued before every run of a later rank (the planner's order)."""
         future: Future[Record] = Future()
-        queued = _Queued(spec, future, self.store.version(spec.key) if expected is None else expected, rank)
+        queued = Queued(spec, future, self.store.version(spec.key) if expected is None else expected, rank)
         with self._lock:
-            place = len(self._pending)  # runs come mostly in rank order: look from the back
-            while place and self._pending[place - 1].rank > rank:
-                place -= 1
-            self._pending.insert(place, queued)
+            enqueue_ranked(self._pending, queued)
         self._wake.set()
         return future
 
@@ -252,7 +241,7 @@ class RayExecutor(Executor):
                 continue
             self._send(queued, claim, attempt=1, failures=[])
 
-    def _send(self, queued: _Queued, claim: Claim, attempt: int, failures: list[str]) -> None:
+    def _send(self, queued: Queued, claim: Claim, attempt: int, failures: list[str]) -> None:
         spec = queued.spec
         need = TASKS.get(spec.task.name).resources_at(spec.scale)
         # A run computing with more threads than its task declares CPUs asks for one CPU per thread.
@@ -324,7 +313,7 @@ class RayExecutor(Executor):
 
     # -- records ---------------------------------------------------------------------------------------
 
-    def _store(self, queued: _Queued, claim: Claim, data: dict[str, Any]) -> None:
+    def _store(self, queued: Queued, claim: Claim, data: dict[str, Any]) -> None:
         """Write a run's record under its claim and resolve its future with what was stored."""
         try:
             with claim:
@@ -337,7 +326,7 @@ class RayExecutor(Executor):
 
     def _finish_failed(
         self,
-        queued: _Queued,
+        queued: Queued,
         claim: Claim,
         run_id: str,
         kind: str,
