@@ -195,6 +195,7 @@ class LocalExecutor(Executor):
         # holds the preloaded libraries (~20 ms here); runs still each get a fresh process.
         self._spare: tuple[Any, Any] | None = None
         self._forking: threading.Thread | None = None  # starts the spare without holding up the pump
+        self._spare_lock = threading.Lock()  # guards _spare; the forking thread takes only this one
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = self._mp.Pipe(duplex=False)
         self._stop = False
@@ -246,7 +247,7 @@ class LocalExecutor(Executor):
             run.process.join(timeout=5)
         if self._forking is not None:
             self._forking.join(timeout=30)
-        with self._lock:
+        with self._spare_lock:
             spare, self._spare = self._spare, None
         if spare is not None:
             spare[0].kill()
@@ -264,7 +265,10 @@ class LocalExecutor(Executor):
 
     def _worker(self) -> tuple[Any, Any]:
         """The spare when it is ready and alive, else a worker started now. Called under the lock."""
-        spare, self._spare = self._spare, None
+        if self._forking is not None:  # a fork under way ends sooner than a new one (the forkserver does
+            self._forking.join()  # one at a time)
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
         if spare is not None and spare[0].exitcode is None:
             return spare
         if spare is not None:
@@ -285,7 +289,7 @@ class LocalExecutor(Executor):
                 worker = self._start_worker()
             except Exception:  # the next launch starts one itself, and records why if that fails too
                 return
-            with self._lock:
+            with self._spare_lock:
                 if self._spare is None and not self._stop:
                     self._spare = worker
                     return
