@@ -121,6 +121,8 @@ def expected_times(store: ResultStore, kinds: Iterable[Kind]) -> dict[Kind, floa
                 wall = data["wall_seconds"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue
+            if not all(isinstance(part, str) for part in kind):  # a damaged record: no estimate from it
+                continue
             if kind in wanted and data.get("status") == "ok" and isinstance(wall, int | float) and wall >= 0:
                 seconds[kind].append(float(wall))
     return {kind: statistics.median(values) for kind, values in seconds.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -110,7 +111,9 @@ def test_one_class_model_is_flagged_and_a_real_one_is_not(health_probe, board_fi
         sum("probe-one-class seed" in line and "ok (degenerate), accuracy" in line for line in finished) == 2
     )
     assert sum("logreg seed" in line and ": ok, accuracy 0." in line for line in finished) == 2
-    assert all(line.rstrip().endswith(" s") for line in finished)
+    assert all(re.search(r", \d+\.\d s \(\d+ failed, ETA [^)]+\)$", line.rstrip()) for line in finished), (
+        finished
+    )
 
     board = lb.load(path)
     plan = board.plan()
