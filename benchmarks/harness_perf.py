@@ -46,7 +46,7 @@ def overhead_ms(runs: int = 60) -> list[float]:
 def throughput(workers: int, runs: int = 8) -> float:
     task, method = TASKS.get("diag/echo"), METHODS.get("diag-busy")
     with tempfile.TemporaryDirectory() as tmp:
-        executor = LocalExecutor(ResultStore(tmp), workers=workers, threads_per_worker=1)
+        executor = LocalExecutor(ResultStore(tmp), workers=workers)  # specs run with 1 thread by default
         executor.submit(make_spec(task, method, -1, "cpu", method_params={"iterations": 10})).result()
         start = time.perf_counter()
         futures = [executor.submit(make_spec(task, method, s, "cpu")) for s in range(runs)]

@@ -100,16 +100,17 @@ def save(
                     if metric.name == task_cls.primary_metric:
                         skipped.append(f"{cell.task} × {cell.method} ({cell.status})")
                     continue
-                entry = saved.setdefault(
-                    f"{cell.task}\t{cell.method}",
-                    {
+                label = f"{cell.task}\t{cell.method}"
+                if label not in saved:  # the cell's first metric: its versions, looked up once
+                    runs = [r for r in plan if r.task == cell.task and r.method == cell.method]
+                    saved[label] = {
                         "task": cell.task,
                         "method": cell.method,
-                        **versions_of([r for r in plan if r.task == cell.task and r.method == cell.method]),
+                        **versions_of(runs),
                         "degenerate": cell.degenerate,
                         "metrics": {},
-                    },
-                )
+                    }
+                entry = saved[label]
                 entry["metrics"][metric.name] = {
                     "values": list(cell.values),
                     "higher_is_better": metric.higher_is_better,

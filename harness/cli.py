@@ -242,6 +242,10 @@ def _board_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", type=_csv, default=None, help="comma-separated method labels to keep")
     p.add_argument("--seeds", type=_seeds, default=None, help="seeds, e.g. 0,1,2 or 0-4")
     _threads_arg(p)
+    _results_arg(p)
+
+
+def _results_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--results",
         type=Path,
@@ -267,12 +271,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, help="the method's label in the leaderboard")
     p.add_argument("--seed", type=_seed, default=None, help="the run's seed (default: the board's first)")
     _threads_arg(p)
-    p.add_argument(
-        "--results",
-        type=Path,
-        default=None,
-        help="results folder (default: $LOGITBENCH_RESULTS or ./logitbench-results)",
-    )
+    _results_arg(p)
 
 
 def _seed(text: str) -> int:
@@ -484,7 +483,7 @@ def _executor(args: argparse.Namespace, store: ResultStore, timeout: float | Non
     if args.executor == "local":
         from harness.executors import LocalExecutor
 
-        return LocalExecutor(store, workers=args.workers, timeout_s=timeout, threads_per_worker=args.threads)
+        return LocalExecutor(store, workers=args.workers, timeout_s=timeout)
     from harness.ray_executor import RayExecutor
 
     try:
@@ -493,7 +492,6 @@ def _executor(args: argparse.Namespace, store: ResultStore, timeout: float | Non
             address=args.address,
             workers=args.workers,
             timeout_s=timeout,
-            threads_per_worker=args.threads,
             retries=args.retries,
         )
     except (ConnectionError, RuntimeError, ValueError) as err:

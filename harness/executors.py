@@ -151,18 +151,6 @@ def enqueue_ranked(pending: deque[Queued], queued: Queued) -> None:
     pending.insert(place, queued)
 
 
-def default_threads(workers: int) -> int:
-    """Torch/BLAS threads per worker when `--threads` is not given: one.
-
-    One thread never oversubscribes (workers default to the cores), and it keeps a seed's result the same
-    whatever `--workers` or the machine's load: a CNN trained with 2 threads instead of 1 comes out slightly
-    different (seen here: distillation/digits students moved by 0.001-0.002 top-1), which is why a count
-    other than 1 is part of the run's key (RunSpec.threads). Two threads on two cores were also up to 7x
-    slower than one when another process kept a core busy.
-    """
-    return 1
-
-
 def default_workers(gpus: list[str]) -> int:
     """Parallel runs without `--workers`: the CPU cores, and at least one per GPU."""
     return max(os.cpu_count() or 1, len(gpus))
@@ -174,13 +162,11 @@ class LocalExecutor(Executor):
         store: ResultStore,
         workers: int | None = None,
         timeout_s: float | None = None,
-        threads_per_worker: int | None = None,
         gpus: list[str] | None = None,
     ) -> None:
         self.store = store
         self.gpus = visible_gpus() if gpus is None else list(gpus)
         self.workers = workers or default_workers(self.gpus)
-        self.threads = threads_per_worker or default_threads(self.workers)
         self.timeout_s = timeout_s
         self._mp = mp.get_context("forkserver")
         self._mp.set_forkserver_preload(PRELOAD)
@@ -304,7 +290,7 @@ class LocalExecutor(Executor):
         """A run's worker options: its own GPUs, or none visible ("") beside runs that hold them."""
         env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
         gpu = ",".join(gpus) if gpus else ("" if self.gpus else None)
-        return WorkerOptions(str(self.store.root), self.threads, gpu, tuple(sys.path), env)
+        return WorkerOptions(str(self.store.root), gpu, tuple(sys.path), env)
 
     def _gpus_for(self, spec: RunSpec) -> int:
         """Devices the run holds: what its task asks for, at most the machine's (none without GPUs)."""

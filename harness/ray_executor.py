@@ -85,7 +85,6 @@ class RayExecutor(Executor):
         address: str | None = None,
         workers: int | None = None,
         timeout_s: float | None = None,
-        threads_per_worker: int | None = None,
         retries: int = 1,
     ) -> None:
         """`address`: a cluster's `HOST:PORT` or "auto"; None connects to a cluster started on this machine
@@ -93,7 +92,6 @@ class RayExecutor(Executor):
         CPUs). An already connected process (ray.init done) is used as it is."""
         self.store = ResultStore(store.root.resolve())  # the Ray workers do not share this process's cwd
         self.timeout_s = timeout_s
-        self.threads = threads_per_worker or 1
         self.retries = retries
         self.workers = workers
         self._owns_ray = not ray.is_initialized()
@@ -102,9 +100,7 @@ class RayExecutor(Executor):
             os.environ.setdefault("RAY_DISABLE_DOCKER_CPUS_WARNING", "1")
             ray.init(address=address, include_dashboard=False, logging_level="warning")
         self._cwd = str(Path.cwd())
-        self._options = WorkerOptions(
-            str(self.store.root), self.threads, None, tuple(sys.path), _forwarded_env()
-        )
+        self._options = WorkerOptions(str(self.store.root), None, tuple(sys.path), _forwarded_env())
         self._pending: deque[Queued] = deque()
         self._claimed_elsewhere: list[Queued] = []
         self._in_flight: dict[Any, _InFlight] = {}  # by generator

@@ -41,10 +41,10 @@ EXIT_SUPERSEDED = 76  # another process stored the key's record after this run w
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """What the parent hands each worker: where to write, how many threads, which GPU, its environment."""
+    """What the parent hands each worker: where to write, which GPU, its environment. (Its thread count is
+    the spec's: RunSpec.threads.)"""
 
     results_root: str
-    threads: int
     gpu: str | None = None  # a CUDA_VISIBLE_DEVICES entry
     sys_path: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)

@@ -19,7 +19,7 @@ def store_root(tmp_path_factory):
 
 def _run(root, method, seed=0, task="distillation/digits"):
     spec = make_spec(TASKS.get(task), METHODS.get(method), seed, "smoke")
-    record = run_spec(spec, ResultStore(root), WorkerOptions(str(root), threads=1), "t")
+    record = run_spec(spec, ResultStore(root), WorkerOptions(str(root)), "t")
     assert record["status"] == "ok", record["error"]
     return {k: v["value"] for k, v in record["metrics"].items()}
 

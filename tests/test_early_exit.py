@@ -197,7 +197,7 @@ def test_every_method_trains_and_exits_on_a_tiny_encoder(tiny, tmp_path, backbon
         {"model": str(tiny / backbone), "corpus_asset": str(tiny / "corpus")},
         params,
     )
-    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
+    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "t")
     assert record["status"] == "ok", record["error"]
     metrics = {k: v["value"] for k, v in record["metrics"].items()}
     assert 1.0 <= metrics["mean_layers"] <= 4.0
@@ -216,7 +216,7 @@ def test_a_sweep_shares_one_trained_model(tiny, tmp_path):
             {"model": str(tiny / "bert"), "corpus_asset": str(tiny / "corpus")},
             {"entropy_threshold": threshold},
         )
-        assert run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")["status"] == "ok"
+        assert run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "t")["status"] == "ok"
     assert len(list((tmp_path / "artifacts" / "early-exit-model").glob("*/modules.pt"))) == 1
 
 
@@ -230,7 +230,7 @@ def test_training_batches_keep_inputs_and_labels_together(tiny, tmp_path):
         {"model": str(tiny / "bert"), "corpus_asset": str(tiny / "corpus"), "max_train": 70},
         {"patience": 1},
     )
-    assert run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")["status"] == "ok"
+    assert run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "t")["status"] == "ok"
 
 
 @pytest.mark.parametrize("backbone", ["bert", "albert"])

@@ -372,7 +372,7 @@ def test_every_method_runs_on_a_fine_tuned_tiny_expert(tiny, results, method):
         "corpus_asset": str(root / "corpus"),
     }
     spec = make_spec(TASKS.get("generation/rotten-tomatoes"), METHODS.get(method), 0, "smoke", params, {})
-    record = run_spec(spec, ResultStore(results), WorkerOptions(str(results), 1), "t")
+    record = run_spec(spec, ResultStore(results), WorkerOptions(str(results)), "t")
     assert record["status"] == "ok", record["error"]
     metrics = {k: v["value"] for k, v in record["metrics"].items()}
     assert all(math.isfinite(v) for v in metrics.values()), metrics
@@ -393,7 +393,7 @@ def test_a_given_expert_folder_is_used_and_must_share_the_tokenizer(tiny, result
     spec = make_spec(
         TASKS.get("generation/convention-speeches"), METHODS.get("steer"), 0, "smoke", params, {}
     )
-    record = run_spec(spec, ResultStore(results), WorkerOptions(str(results), 1), "t")
+    record = run_spec(spec, ResultStore(results), WorkerOptions(str(results)), "t")
     assert record["status"] == "ok", record["error"]
     assert "expert_finetune_seconds" not in record["metrics"]
     other = tmp_path / "other"
@@ -406,5 +406,5 @@ def test_a_given_expert_folder_is_used_and_must_share_the_tokenizer(tiny, result
         TASKS.get("generation/convention-speeches"), METHODS.get("steer"), 0, "smoke",
         {**params, "expert": str(other)}, {},
     )  # fmt: skip
-    record = run_spec(bad, ResultStore(results), WorkerOptions(str(results), 1), "t")
+    record = run_spec(bad, ResultStore(results), WorkerOptions(str(results)), "t")
     assert record["status"] == "failed" and "does not share the tokenizer" in record["error"]["message"]

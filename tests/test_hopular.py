@@ -307,7 +307,7 @@ def test_local_table_with_text_columns_runs_through_the_task(tmp_path):
         {"path": str(csv), "target": "label"},
         {k: v for k, v in TINY.items() if k != "device"},
     )
-    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), threads=1), "test")
+    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "test")
     assert record["status"] == "ok", record["error"]
     assert record["metrics"]["accuracy"]["value"] > 0.7
 

@@ -70,6 +70,6 @@ def test_generic_hub_poisoning_task_runs_on_a_local_copy(tmp_path):
         "smoke",
         {"dataset": str(tmp_path), "image_field": "img"},
     )
-    record = run_spec(spec, ResultStore(tmp_path / "res"), WorkerOptions(str(tmp_path / "res"), 1), "t")
+    record = run_spec(spec, ResultStore(tmp_path / "res"), WorkerOptions(str(tmp_path / "res")), "t")
     assert record["status"] == "ok", record["error"]
     assert 0.0 <= record["metrics"]["clean_accuracy"]["value"] <= 1.0

@@ -319,6 +319,6 @@ def test_a_poisoning_run_on_an_image_folder_with_a_test_folder(tmp_path):
         TASKS.get("poisoning/images"), METHODS.get("dpa"), 0, "smoke",
         {"path": str(tmp_path / "train"), "test_path": str(tmp_path / "test")},
     )  # fmt: skip
-    record = run_spec(spec, ResultStore(tmp_path / "results"), WorkerOptions(str(tmp_path), threads=1), "t")
+    record = run_spec(spec, ResultStore(tmp_path / "results"), WorkerOptions(str(tmp_path)), "t")
     assert record["status"] == "ok", record["error"]
     assert record["metrics"]["clean_accuracy"]["value"] > 0.5

@@ -163,7 +163,7 @@ def test_the_truncated_student_is_the_teacher_at_all_layers_and_smaller_below(ti
 def run(tiny, results, task, method, task_params=None, method_params=None):  # type: ignore[no-untyped-def]
     params = {"teacher": str(tiny / "teacher"), "corpus_asset": str(tiny / "corpus"), **(task_params or {})}
     spec = make_spec(TASKS.get(task), METHODS.get(method), 0, "smoke", params, method_params or {})
-    return run_spec(spec, ResultStore(results), WorkerOptions(str(results), 1), "t")
+    return run_spec(spec, ResultStore(results), WorkerOptions(str(results)), "t")
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,7 @@ def test_from_scratch_task_runs_every_head(assets, tmp_path):
             {"tokenizer_asset": str(tok), "corpus_asset": str(text)},
             params,
         )
-        record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
+        record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "t")
         assert record["status"] == "ok", record["error"]
         metrics = {k: v["value"] for k, v in record["metrics"].items()}
         assert 1.0 < metrics["test_perplexity"] < 257 * 4
@@ -139,7 +139,7 @@ def test_retrofit_on_a_tiny_local_llama(assets, tmp_path):
             {"model": str(folder), "corpus_asset": str(text)},
             {"codes": 8} if method == "vq-logits" else {},
         )
-        record = run_spec(spec, ResultStore(tmp_path / "res"), WorkerOptions(str(tmp_path / "res"), 1), "t")
+        record = run_spec(spec, ResultStore(tmp_path / "res"), WorkerOptions(str(tmp_path / "res")), "t")
         assert record["status"] == "ok", record["error"]
         results[method] = {k: v["value"] for k, v in record["metrics"].items()}
     assert results["full"]["perplexity_increase"] == pytest.approx(0.0, abs=1e-3), (
@@ -209,6 +209,6 @@ def test_hub_corpus_task_trains_from_a_local_copy(assets, tmp_path):
         {"corpus": str(folder), "tokenizer_asset": str(tok)},
         {"codes": 16},
     )
-    record = run_spec(spec, ResultStore(tmp_path / "r"), WorkerOptions(str(tmp_path / "r"), 1), "t")
+    record = run_spec(spec, ResultStore(tmp_path / "r"), WorkerOptions(str(tmp_path / "r")), "t")
     assert record["status"] == "ok", record["error"]
     assert record["metrics"]["test_perplexity"]["value"] < 257

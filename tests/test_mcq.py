@@ -156,7 +156,7 @@ def test_a_bad_prompt_fails_at_plan_time_and_at_run_time_naming_the_task(tmp_pat
     spec = make_spec(
         TASKS.get("mcq/capitals"), METHODS.get("zero-shot"), 0, "smoke", {"prompt": "{question}"}
     )
-    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
+    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "t")
     assert record["status"] == "failed" and record["error"]["type"] == "UserError"
     assert record["error"]["message"].startswith("task 'mcq/capitals': parameter 'prompt': '{question}' has")
 
@@ -555,7 +555,7 @@ def test_every_method_runs_end_to_end_on_a_tiny_model(tiny, method, tmp_path):
     spec = make_spec(
         TASKS.get("mcq/capitals"), METHODS.get(method), 0, "smoke", {"model": str(folder)}, params
     )
-    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
+    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "t")
     assert record["status"] == "ok", record["error"]
     metrics = {k: v["value"] for k, v in record["metrics"].items()}
     assert 0 <= metrics["accuracy"] <= 1 and {f"accuracy_gold_{c}" for c in "ABCD"} <= set(metrics)
@@ -585,6 +585,6 @@ def test_file_task_runs_on_a_local_jsonl(tiny, tmp_path, extra):
         TASKS.get("mcq/file"), METHODS.get("pride"), 0, "smoke",
         {"model": str(folder), "path": str(path), "options": 2, **extra}, {},
     )  # fmt: skip
-    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), 1), "t")
+    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "t")
     assert record["status"] == "ok", record["error"]
     assert "accuracy_gold_C" not in record["metrics"]

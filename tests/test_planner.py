@@ -239,7 +239,7 @@ def test_a_real_tasks_predicted_artifact_keys_are_the_folders_its_run_creates(tm
     store = ResultStore(tmp_path / "results")
     run = _run(task, method)
     predicted = plan_runs([run], store).steps[0].builds
-    record = run_spec(run.spec, store, WorkerOptions(str(store.root), 1), "r")
+    record = run_spec(run.spec, store, WorkerOptions(str(store.root)), "r")
     assert record["status"] == "ok", record["error"]
     assert predicted and set(predicted) == _artifact_folders(store)
 
@@ -251,14 +251,14 @@ def test_a_local_input_enters_the_predicted_key_by_content_as_in_the_run(tmp_pat
 
     store = ResultStore(tmp_path / "results")
     first = _run("distillation/digits", "ce")
-    assert run_spec(first.spec, store, WorkerOptions(str(store.root), 1), "r")["status"] == "ok"
+    assert run_spec(first.spec, store, WorkerOptions(str(store.root)), "r")["status"] == "ok"
     checkpoint = tmp_path / "teacher.pt"
     teacher_folder = next((store.artifacts_dir / "distillation-teacher").glob("*/teacher.pt"))
     checkpoint.write_bytes(teacher_folder.read_bytes())
     before = _artifact_folders(store)
     run = _run("distillation/digits", "ce", task_params={"teacher_checkpoint": str(checkpoint)})
     predicted = plan_runs([run], store).steps[0].builds
-    assert run_spec(run.spec, store, WorkerOptions(str(store.root), 1), "r2")["status"] == "ok"
+    assert run_spec(run.spec, store, WorkerOptions(str(store.root)), "r2")["status"] == "ok"
     assert set(predicted) == _artifact_folders(store) - before and len(predicted) == 2
 
 

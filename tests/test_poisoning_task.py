@@ -18,7 +18,7 @@ from tasks.poisoning import partition
 
 def _run(tmp_path, method, task="poisoning/digits", seed=0, **task_params):
     spec = make_spec(TASKS.get(task), METHODS.get(method), seed, "smoke", task_params)
-    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), threads=1), "test")
+    record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "test")
     assert record["status"] == "ok", record["error"]
     return {k: v["value"] for k, v in record["metrics"].items()}
 

@@ -25,7 +25,7 @@ def _run(root: Path, task: str, method: str, task_params=None, method_params=Non
     """Run one spec in this process and store its record as the worker does; (record, its table)."""
     spec = make_spec(TASKS.get(task), METHODS.get(method), seed, "smoke", task_params, method_params)
     store = ResultStore(root)
-    record = run_spec(spec, store, WorkerOptions(str(root), threads=1), "test")
+    record = run_spec(spec, store, WorkerOptions(str(root)), "test")
     assert record["status"] == "ok", record["error"]
     store.write(record)
     stored = store.read(spec.key)
@@ -177,7 +177,7 @@ def test_a_worker_failure_writes_no_table(tmp_path):
     _ok(store, spec, _table())
     before = store.samples_path(spec.key, "run-auto").read_bytes()
     bad = make_spec(TASKS.get("tabular/iris"), METHODS.get("logreg"), 0, "smoke", {"folds": 1000})
-    record = run_spec(bad, store, WorkerOptions(str(tmp_path), 1), "x")
+    record = run_spec(bad, store, WorkerOptions(str(tmp_path)), "x")
     assert record["status"] == "failed" and "samples" not in record
     assert not _tables(store, bad.key)
     assert store.samples_path(spec.key, "run-auto").read_bytes() == before

@@ -19,7 +19,7 @@ TABULAR_METHODS = ["logreg", "hist-gb", "random-forest", "svm", "mlp"]
 
 def _run(tmp_path, task, method, seed=0, scale="smoke", task_params=None):
     spec = make_spec(TASKS.get(task), METHODS.get(method), seed, scale, task_params)
-    return run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path), threads=1), "test")
+    return run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "test")
 
 
 def test_classification_metrics_against_hand_values():
