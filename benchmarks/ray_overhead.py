@@ -1,15 +1,22 @@
 """Ray executor figures (issue 14), on a two-node Ray cluster simulated on this machine (one CPU a node).
 
 1. overhead per run: a no-op run (diag/echo x diag-constant) from submit to stored record, one at a time,
-   local executor (1 worker) against the Ray executor, median and 90th percentile in ms (goal: Ray under
-   50 ms more); and the same runs submitted all at once on 2 workers, wall ms per run;
+   local executor (1 worker) against the Ray executor (1 run in flight), median and 90th percentile in ms
+   (goal: Ray under 50 ms more). Both executors stay up and take turns, `--rounds` rounds of `--runs` runs
+   each (which goes first alternates), so a change of the shared machine's load hits both alike; the
+   figure is the median over rounds of the round's Ray median minus its local median. Then the same runs
+   submitted all at once on 2 workers, wall ms per run;
 2. with --quick: wall time of `logitbench run quick --workers 2` into an empty results folder, local
    against `--executor ray` on the simulated cluster (goal: Ray within 1.3x). Takes two full quick runs.
 
-Every run computes with 1 torch thread (the default). The 1-minute load average is printed beside each
-figure: on a shared machine it moves them more than anything measured here.
+Every run computes with 1 torch thread (the spec's default; printed). The 1-minute load average is printed
+beside each figure: on a shared machine it moves them more than anything measured here.
 
-Usage: python benchmarks/ray_overhead.py [--runs N] [--quick]
+Ray is imported inside the functions, not at the top: a local worker process runs this script again on
+start (multiprocessing's forkserver re-runs the parent's main script), and an `import ray` there would
+charge every local run for importing Ray.
+
+Usage: python benchmarks/ray_overhead.py [--runs N] [--rounds R] [--quick]
 """
 
 from __future__ import annotations
@@ -22,17 +29,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "plugins"))
 os.environ["LOGITBENCH_PLUGIN_MODULES"] = "lb_diagnostics"
 os.environ.setdefault("RAY_DISABLE_DOCKER_CPUS_WARNING", "1")
 
-import ray  # noqa: E402
-from ray.cluster_utils import Cluster  # noqa: E402
-
 from harness.executors import Executor, LocalExecutor  # noqa: E402
-from harness.ray_executor import RayExecutor  # noqa: E402
 from harness.registries import METHODS, TASKS  # noqa: E402
 from harness.spec import RunSpec, make_spec  # noqa: E402
 from harness.store import ResultStore  # noqa: E402
@@ -48,12 +52,17 @@ def no_op(seed: int) -> RunSpec:
     return make_spec(TASKS.get("diag/echo"), METHODS.get("diag-constant"), seed, "cpu")
 
 
-def serial_ms(executor: Executor, runs: int) -> list[float]:
-    """Submit-to-record latency of no-op runs one at a time, after two warm-up runs (forkservers up)."""
-    for seed in (-1, -2):
-        assert executor.submit(no_op(seed)).result().status == "ok"
+def warm(executor: Executor, seeds: tuple[int, ...]) -> None:
+    """Runs before any timing: forkservers and Ray workers up."""
+    for seed in seeds:
+        record = executor.submit(no_op(seed)).result()
+        assert record.status == "ok", record.reason
+
+
+def serial_ms(executor: Executor, seeds: range) -> list[float]:
+    """Submit-to-record latency of no-op runs, one at a time."""
     times = []
-    for seed in range(runs):
+    for seed in seeds:
         start = time.perf_counter()
         record = executor.submit(no_op(seed)).result()
         times.append((time.perf_counter() - start) * 1000)
@@ -64,7 +73,7 @@ def serial_ms(executor: Executor, runs: int) -> list[float]:
 def batch_ms(executor: Executor, runs: int) -> float:
     """Wall ms per no-op run with `runs` of them submitted at once."""
     start = time.perf_counter()
-    futures = [executor.submit(no_op(10_000 + seed)) for seed in range(runs)]
+    futures = [executor.submit(no_op(100_000 + seed)) for seed in range(runs)]
     assert all(f.result().status == "ok" for f in futures)
     return (time.perf_counter() - start) * 1000 / runs
 
@@ -74,31 +83,69 @@ def summary(times: list[float]) -> str:
     return f"median {statistics.median(times):.1f} ms, p90 {p90:.1f} ms"
 
 
-def overhead(runs: int, address: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        local = LocalExecutor(ResultStore(Path(tmp) / "local-serial"), workers=1)
-        local_serial = serial_ms(local, runs)
-        local.shutdown()
-        print(f"local serial: {summary(local_serial)} ({load()})", flush=True)
-        local = LocalExecutor(ResultStore(Path(tmp) / "local-batch"), workers=2)
-        serial_ms(local, 0)
-        local_batch = batch_ms(local, runs)
-        local.shutdown()
-        print(f"local batch (2 workers): {local_batch:.1f} ms/run ({load()})", flush=True)
+def serial_overhead(tmp: Path, runs: int, rounds: int) -> tuple[float, float, float]:
+    """(local median, Ray median, median over rounds of Ray minus local), all in ms."""
+    from harness.ray_executor import RayExecutor
 
-        ray.init(address=address, log_to_driver=False)
-        on_ray = RayExecutor(ResultStore(Path(tmp) / "ray-serial"), workers=1)
-        ray_serial = serial_ms(on_ray, runs)
+    local = LocalExecutor(ResultStore(tmp / "local-serial"), workers=1)
+    on_ray = RayExecutor(ResultStore(tmp / "ray-serial"), workers=1)
+    try:
+        warm(local, (-1, -2))
+        warm(on_ray, (-1, -2))
+        all_local: list[float] = []
+        all_ray: list[float] = []
+        differences = []
+        for turn in range(rounds):
+            seeds = range(turn * runs, (turn + 1) * runs)
+            order: list[tuple[str, Any]] = [("local", local), ("ray", on_ray)]
+            if turn % 2:
+                order.reverse()
+            times = {name: serial_ms(executor, seeds) for name, executor in order}
+            all_local += times["local"]
+            all_ray += times["ray"]
+            difference = statistics.median(times["ray"]) - statistics.median(times["local"])
+            differences.append(difference)
+            print(
+                f"  round {turn + 1}: local {statistics.median(times['local']):.1f} ms, "
+                f"ray {statistics.median(times['ray']):.1f} ms, {difference:+.1f} ms ({load()})",
+                flush=True,
+            )
+    finally:
+        local.shutdown()
         on_ray.shutdown()
-        print(f"ray serial: {summary(ray_serial)} ({load()})", flush=True)
-        on_ray = RayExecutor(ResultStore(Path(tmp) / "ray-batch"), workers=2)
-        serial_ms(on_ray, 0)
-        ray_batch = batch_ms(on_ray, runs)
-        on_ray.shutdown()
+    print(f"local serial: {summary(all_local)}", flush=True)
+    print(f"ray serial: {summary(all_ray)}", flush=True)
+    return statistics.median(all_local), statistics.median(all_ray), statistics.median(differences)
+
+
+def overhead(runs: int, rounds: int, address: str) -> None:
+    import ray
+
+    from harness.ray_executor import RayExecutor
+
+    ray.init(address=address, log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            _, _, serial_extra = serial_overhead(Path(tmp), runs, rounds)
+            batch_runs = runs * rounds
+            local = LocalExecutor(ResultStore(Path(tmp) / "local-batch"), workers=2)
+            warm(local, (-1,))
+            local_batch = batch_ms(local, batch_runs)
+            local.shutdown()
+            print(
+                f"local batch (2 workers, {batch_runs} runs): {local_batch:.1f} ms/run ({load()})", flush=True
+            )
+            on_ray = RayExecutor(ResultStore(Path(tmp) / "ray-batch"), workers=2)
+            warm(on_ray, (-1,))
+            ray_batch = batch_ms(on_ray, batch_runs)
+            on_ray.shutdown()
+            print(f"ray batch (2 nodes, {batch_runs} runs): {ray_batch:.1f} ms/run ({load()})", flush=True)
+    finally:
         ray.shutdown()
-        print(f"ray batch (2 nodes): {ray_batch:.1f} ms/run ({load()})", flush=True)
-    extra = statistics.median(ray_serial) - statistics.median(local_serial)
-    print(f"ray overhead per run: +{extra:.1f} ms serial (median), {ray_batch - local_batch:+.1f} ms batch")
+    print(
+        f"ray overhead per run: {serial_extra:+.1f} ms one at a time (median of {rounds} rounds' "
+        f"differences), {ray_batch - local_batch:+.1f} ms all at once"
+    )
 
 
 def quick_seconds(extra: list[str]) -> float:
@@ -114,20 +161,28 @@ def quick_seconds(extra: list[str]) -> float:
 
 
 def main() -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=60, help="no-op runs per measurement (default 60)")
+    parser.add_argument("--runs", type=int, default=12, help="no-op runs per round (default 12)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, executors taking turns (default 5)")
     parser.add_argument("--quick", action="store_true", help="also time `quick` on 2 workers, local and Ray")
     args = parser.parse_args()
     python = sys.version.split()[0]
-    print(f"machine: {os.cpu_count()} cores, python {python}, ray {ray.__version__}, 1 thread/run")
+    threads = no_op(0).threads
+    print(
+        f"machine: {os.cpu_count()} cores, python {python}, ray {ray.__version__}, {threads} torch "
+        f"thread(s) a run, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {load()}"
+    )
     head = {"num_cpus": 1, "object_store_memory": OBJECT_STORE, "include_dashboard": False}
     cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
         cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
         cluster.wait_for_nodes()
-        overhead(args.runs, cluster.address)
+        overhead(args.runs, args.rounds, cluster.address)
         if args.quick:
             local = quick_seconds([])
             print(f"quick, local, 2 workers: {local:.0f} s ({load()})", flush=True)

@@ -7,6 +7,12 @@ local executor's workers are, so a crash, a leak or a hung run harms nothing els
 pays the imports once. The run process dies with that forkserver (PR_SET_PDEATHSIG), which exits when
 this process does, so a Ray worker killed or cancelled takes its run with it.
 
+What a no-op run on Ray cost beyond a local one went three ways, each removed here: every run process ran
+Ray's worker script again on start (harness/forkserver_main.py stops that), it was forked when the run
+arrived (the next run's process is now forked ahead, a spare waiting on a pipe for its spec, as the local
+executor's), and the task waited for the process's teardown after its record came (it no longer does:
+the process exits on its own and multiprocessing reaps it at the next start).
+
 The outcome is a plain dict: `{"kind": "record", "data": ...}` for a record made by the run (ok or
 failed), `{"kind": "timeout", "data": ...}` for a run killed past its timeout (its timeout record), or
 `{"kind": "died", "exitcode": ...}` for a run process that died without a record (the caller retries it).
@@ -18,22 +24,31 @@ import contextlib
 import ctypes
 import dataclasses
 import multiprocessing as mp
+import multiprocessing.spawn
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from harness import worker
+from harness.forkserver_main import MAIN_ENV
 from harness.registries import METHODS, TASKS
 from harness.spec import RunSpec
 from harness.store import ResultStore
 from harness.worker import SYS_PATH_ENV, WorkerOptions, build_record, run_spec, utc_now
 
+PRELOAD = ["harness.forkserver_main", "harness.preload"]
+EXIT_WAIT_S = 5.0  # how long a run process that closed its pipe unasked may take to exit on its own
 _PR_SET_PDEATHSIG = 1
+
 _started_with: WorkerOptions | None = None
+_spare: tuple[Any, Connection] | None = None  # the next run's process, waiting for its spec
+_forking: threading.Thread | None = None  # forks the spare while this Ray worker waits for its next task
+_spare_lock = threading.Lock()
 
 
 def node_options(options: WorkerOptions, gpu: str | None) -> WorkerOptions:
@@ -49,20 +64,28 @@ def run_isolated(
 ) -> dict[str, Any]:
     """Run the spec in a fresh process and return its outcome (see the module docstring)."""
     context = _forkserver(options)
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_child_main, args=(spec_json, run_id, options, cwd, send), daemon=True, name="logitbench-run"
-    )
+    message = (spec_json, run_id, options, cwd)
     started_at, start = utc_now(), time.monotonic()
-    process.start()
-    send.close()
+    process, conn = _worker(context)
     try:
-        data, timed_out = _receive(receive, process, None if timeout_s is None else start + timeout_s)
+        conn.send(message)
+    except OSError:  # the spare died in between: a new process
+        conn.close()
+        process, conn = _start_worker(context)
+        conn.send(message)
+    data, died = None, False
+    try:
+        data, timed_out = _receive(conn, process, None if timeout_s is None else start + timeout_s)
+        died = data is None and not timed_out
     finally:
-        if process.exitcode is None:  # timed out, or this task was interrupted: the run goes too
-            process.kill()
-        process.join()
-        receive.close()
+        conn.close()
+        if data is None:  # died, timed out, or this task was interrupted: the process must be gone
+            if died:
+                process.join(EXIT_WAIT_S)  # dying already: its own exit code, not our SIGKILL
+            if process.exitcode is None:
+                process.kill()
+            process.join()
+    _keep_spare(context)
     if data is not None:
         return {"kind": "record", "data": data}
     elapsed = time.monotonic() - start
@@ -88,42 +111,116 @@ def exit_text(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-def _receive(receive: Connection, process: Any, deadline: float | None) -> tuple[dict[str, Any] | None, bool]:
+def _receive(conn: Connection, process: Any, deadline: float | None) -> tuple[dict[str, Any] | None, bool]:
     """The record data the run sends (None when it died first or its deadline passed), and whether the
     deadline passed."""
     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-    ready = wait([receive, process.sentinel], timeout=timeout)
-    if receive in ready or receive.poll():
+    ready = wait([conn, process.sentinel], timeout=timeout)
+    if conn in ready or conn.poll():
         try:
-            return receive.recv(), False
-        except EOFError:  # closed without sending: the process died
+            return conn.recv(), False
+        except (EOFError, OSError):  # closed without sending: the process died
             return None, False
     return None, not ready
 
 
 def _forkserver(options: WorkerOptions) -> Any:
     """This process's forkserver context; the first call sets what the forkserver imports and inherits
-    (the driver's forwarded environment: plugins; the node's import path) and waits for its imports."""
+    (the driver's forwarded environment: plugins; the node's import path; this process's main script, see
+    harness/forkserver_main.py) and forks the first spare, which waits for the forkserver's imports."""
     global _started_with
     context = mp.get_context("forkserver")
     if _started_with is None:
         os.environ.update(options.env)
         os.environ[SYS_PATH_ENV] = os.pathsep.join(options.sys_path)  # read by harness.preload
-        context.set_forkserver_preload(["harness.preload"])
-        warm = context.Process(target=os.getpid, daemon=True)  # forked only once the imports are done,
-        warm.start()  # so the first run's timeout does not count them
-        warm.join()
+        os.environ[MAIN_ENV] = _main_script()
+        context.set_forkserver_preload(PRELOAD)
+        try:
+            _keep_spare(context)  # forked only once the imports are done, so the first run's timeout
+            _forking.join()  # does not count them
+        finally:
+            os.environ.pop(MAIN_ENV, None)  # the forkserver has it; nothing else needs it
         _started_with = options
     return context
+
+
+def _main_script() -> str:
+    """This process's main script as a new process of multiprocessing's would run it again."""
+    data = multiprocessing.spawn.get_preparation_data("logitbench-run")
+    if "init_main_from_name" in data:
+        return f"name:{data['init_main_from_name']}"
+    if "init_main_from_path" in data:
+        return f"path:{data['init_main_from_path']}"
+    return ""
+
+
+def _start_worker(context: Any) -> tuple[Any, Connection]:
+    """A run process waiting for its spec on a pipe: (process, this end)."""
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_spare_main, args=(theirs,), daemon=True, name="logitbench-run")
+    try:
+        process.start()
+    finally:
+        theirs.close()
+    return process, ours
+
+
+def _worker(context: Any) -> tuple[Any, Connection]:
+    """The spare when it is alive (waiting for the fork under way: it ends sooner than a new one would),
+    else a process started now."""
+    global _spare
+    if _forking is not None:
+        _forking.join()
+    with _spare_lock:
+        spare, _spare = _spare, None
+    if spare is not None and spare[0].exitcode is None:
+        return spare
+    if spare is not None:
+        spare[1].close()
+    return _start_worker(context)
+
+
+def _keep_spare(context: Any) -> None:
+    """Fork the next run's process on a thread of its own, so that it is ready by the time this Ray worker
+    gets its next task (it is forked after a run, not during one: a fork beside a run slows it)."""
+    global _forking
+    if _spare is not None or (_forking is not None and _forking.is_alive()):
+        return
+
+    def fork() -> None:
+        global _spare
+        try:
+            started = _start_worker(context)
+        except Exception:  # the next run starts one itself, and says why if that fails too
+            return
+        with _spare_lock:
+            if _spare is None:
+                _spare = started
+                return
+        started[0].kill()
+
+    _forking = threading.Thread(target=fork, name="logitbench-spare", daemon=True)
+    _forking.start()
+
+
+def _spare_main(conn: Connection) -> None:
+    """A run process started before its run is known: it waits for the spec, runs it and sends back the
+    record data. None, or the other end gone: exit unused."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        message = conn.recv()
+    except (EOFError, OSError):
+        return
+    if message is not None:
+        _child_main(*message, conn)
 
 
 def _child_main(
     spec_json: dict[str, Any], run_id: str, options: WorkerOptions, cwd: str, send: Connection
 ) -> None:
-    """The run process: the driver's environment, import path and working folder (relative input paths
-    mean what they meant there), then the run; its record data goes back through `send`."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """The run: the driver's environment, import path and working folder (relative input paths mean what
+    they meant there), then the run; its record data goes back through `send`."""
     with contextlib.suppress(OSError):
         os.chdir(cwd)
     os.environ.update(options.env)
