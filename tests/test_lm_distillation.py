@@ -265,3 +265,71 @@ def test_a_second_source_with_another_tokenizer_is_refused(tiny, results, tmp_pa
     (other / "tokenizer.json").unlink()
     record = run(tiny, results, "lm_distillation/truncated", "lm-kd", {"second_source": str(other)})
     assert record["status"] == "failed" and "does not share the tokenizer" in record["error"]["message"]
+
+
+# --- artifact keys, as the planner sees them before anything runs ----------------------------------------
+
+
+def _planned(runs, store):  # type: ignore[no-untyped-def]
+    from harness.leaderboard import PlannedRun
+    from harness.planner import plan_runs
+
+    return plan_runs([PlannedRun(s.task.name, s.method.name, s) for s in runs], store)
+
+
+def _built_artifacts(store: ResultStore) -> set[str]:
+    return {
+        f"{folder.parent.name}/{folder.name}"
+        for folder in store.artifacts_dir.glob("*/*")
+        if (folder / ".complete").exists()
+    }
+
+
+def _tiny_spec(tiny, task_params, method="lm-kd", seed=0, task="lm_distillation/truncated"):  # type: ignore[no-untyped-def]
+    params = {"teacher": str(tiny / "teacher"), "corpus_asset": str(tiny / "corpus"), "student_layers": 1}
+    return make_spec(TASKS.get(task), METHODS.get(method), seed, "smoke", {**params, **task_params}, {})
+
+
+@pytest.mark.parametrize(
+    ("second_source", "count"),
+    [("", 3), ("second", 4), ("generation-expert", 5)],  # text, logits per source, cloze (+ the expert)
+)
+def test_the_predicted_artifact_keys_are_the_folders_a_run_creates(tiny, tmp_path, second_source, count):
+    """Planned from an empty store, then run: the keys predicted without loading a model are exactly
+    the artifact folders the run made (the generation expert's capped at the tiny teacher's 2 blocks)."""
+    source = str(tiny / second_source) if second_source == "second" else second_source
+    spec = _tiny_spec(tiny, {"second_source": source} if source else {})
+    store = ResultStore(tmp_path / "results")
+    predicted = _planned([spec], store).steps[0].builds
+    record = run_spec(spec, store, WorkerOptions(str(store.root)), "r")
+    assert record["status"] == "ok", record["error"]
+    assert len(predicted) == count and set(predicted) == _built_artifacts(store)
+
+
+def test_runs_sharing_a_teacher_wait_for_the_one_that_builds_its_artifacts(tiny, tmp_path):
+    shared = [_tiny_spec(tiny, {}, method, seed) for method in ("lm-kd", "lm-gld") for seed in (0, 1)]
+    other_k = _tiny_spec(tiny, {"top_k": 8})  # its own stored logits; the same windows and cloze score
+    plan = _planned([*shared, other_k], ResultStore(tmp_path / "results"))
+    builder, *rest = plan.steps
+    assert len(builder.builds) == 3 and not builder.waits_for
+    kinds = {key.split("/")[0] for key in builder.builds}
+    assert kinds == {"lm-distillation-text", "lm-distillation-logits", "lm-distillation-teacher-cloze"}
+    by_key = {step.run.spec.key: step for step in rest}
+    for spec in shared[1:]:
+        assert set(by_key[spec.key].waits_for) == set(builder.builds) and not by_key[spec.key].builds
+    own = by_key[other_k.key]
+    [logits] = own.builds
+    assert logits.startswith("lm-distillation-logits/") and logits not in builder.builds
+    assert set(own.waits_for) == set(builder.builds) - {k for k in builder.builds if "logits" in k}
+    assert plan.steps.index(own) < min(plan.steps.index(by_key[s.key]) for s in shared[1:])  # builders first
+
+
+@pytest.mark.slow  # the real SmolLM2 asset: its conversion is an artifact too (~1 min here)
+def test_the_embedded_teachers_conversion_is_predicted_with_the_rest(tmp_path):
+    spec = make_spec(TASKS.get("lm_distillation/truncated"), METHODS.get("lm-kd"), 0, "smoke", {}, {})
+    store = ResultStore(tmp_path / "results")
+    predicted = _planned([spec], store).steps[0].builds
+    record = run_spec(spec, store, WorkerOptions(str(store.root)), "r")
+    assert record["status"] == "ok", record["error"]
+    assert "causal-lm-converted" in {k.split("/")[0] for k in predicted}
+    assert len(predicted) == 4 and set(predicted) == _built_artifacts(store)

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.artifacts import artifact_id
 from harness.components import Metric, Resources, Task
 from harness.context import RunContext
 from harness.errors import UserError
@@ -180,8 +181,10 @@ class LMDistillationTask(Task):
 
         if tokenizer.eos_token_id is None:
             tokenizer.eos_token_id = 0
-        identity = {**self.train_identity(), "test": self.eval_windows}
-        return ctx.artifacts.get_or_build("lm-distillation-text", identity, build)
+        return ctx.artifacts.get_or_build("lm-distillation-text", self.text_identity(), build)
+
+    def text_identity(self) -> dict[str, Any]:
+        return {**self.train_identity(), "test": self.eval_windows}
 
     def source_logits(self, ctx: RunContext, source: str, model: Any, inputs: np.ndarray) -> Path:
         """Artifact: one source model's top-k logits on the training windows (`model` loads it when None)."""
@@ -191,8 +194,10 @@ class LMDistillationTask(Task):
             loaded = model if model is not None else self.second_model(ctx)
             store.compute(loaded, inputs, self.top_k, self.eval_batch, ctx.device, out)
 
-        identity = {"source": self.source_identity(source), "text": self.train_identity(), "k": self.top_k}
-        return ctx.artifacts.get_or_build("lm-distillation-logits", identity, build)
+        return ctx.artifacts.get_or_build("lm-distillation-logits", self.logits_identity(source), build)
+
+    def logits_identity(self, source: str) -> dict[str, Any]:
+        return {"source": self.source_identity(source), "text": self.train_identity(), "k": self.top_k}
 
     def source_identity(self, source: str) -> Any:
         if source != GENERATION_EXPERT:
@@ -206,6 +211,14 @@ class LMDistillationTask(Task):
 
         return RottenTomatoesGeneration(base=self.teacher, corpus_asset=self.corpus_asset)
 
+    def expert_builder(self, teacher_blocks: int | None) -> Any:
+        """`expert_task` as it builds the expert: fine-tuning at most the teacher's blocks (None: as many
+        as it asks for)."""
+        generation = self.expert_task()
+        if teacher_blocks is not None and generation.finetune_layers > teacher_blocks:
+            generation = type(generation)(**{**generation.params(), "finetune_layers": teacher_blocks})
+        return generation
+
     def second_model(self, ctx: RunContext) -> Any:
         """The fusion's second source, checked to share the teacher's tokenizer."""
         from tasks.causal_lm import load
@@ -214,11 +227,8 @@ class LMDistillationTask(Task):
         if self.second_source == GENERATION_EXPERT:
             from tasks.generation.expert import decoder_layers, training_subset
 
-            generation = self.expert_task()
             base, _ = load(self.teacher, ctx.artifacts, ctx.device)
-            layers = len(decoder_layers(base))
-            if generation.finetune_layers > layers:  # a small teacher: fine-tune every block
-                generation = type(generation)(**{**generation.params(), "finetune_layers": layers})
+            generation = self.expert_builder(len(decoder_layers(base)))  # a small teacher: every block
             data = generation.domain()
             train = training_subset(data.train, generation.finetune_examples)
             expert, _ = generation.expert_model(ctx, generation.the_prompt(), train, teacher_tokenizer)
@@ -238,9 +248,52 @@ class LMDistillationTask(Task):
             accuracy = cloze_accuracy(teacher, tokenizer, self.cloze_questions, ctx.device, self.eval_batch)
             (out / "meta.json").write_text(json.dumps({"cloze_accuracy": accuracy}))
 
-        identity = {"teacher": self.teacher, "questions": self.cloze_questions}
-        folder = ctx.artifacts.get_or_build("lm-distillation-teacher-cloze", identity, build)
+        folder = ctx.artifacts.get_or_build("lm-distillation-teacher-cloze", self.cloze_identity(), build)
         return float(json.loads((folder / "meta.json").read_text())["cloze_accuracy"])
+
+    def cloze_identity(self) -> dict[str, Any]:
+        return {"teacher": self.teacher, "questions": self.cloze_questions}
+
+    # --- planning -----------------------------------------------------------------------------------
+
+    def artifact_keys(self, method: LMDistillationMethod, seed: int, scale: str) -> tuple[str, ...]:
+        """What a run builds or reuses, without loading a model: the converted checkpoints of the models
+        it loads, the tokenized windows, each source's stored logits, the teacher's cloze score and, for
+        the generation expert as second source, that fine-tuned expert. None depends on the seed or the
+        method, so every run of one teacher, text and top_k waits for the first instead of building
+        beside it."""
+        from tasks import causal_lm
+
+        parts = (self, method)
+        models = [self.teacher]
+        if self.second_source and self.second_source != GENERATION_EXPERT:
+            models.append(self.second_source)
+        if self.student not in STUDENT_KINDS:
+            models.append(self.student)
+        sources = [self.teacher] + ([self.second_source] if self.second_source else [])
+        keys = [
+            *causal_lm.artifact_keys(tuple(models), parts),
+            artifact_id("lm-distillation-text", self.text_identity(), parts),
+            *(artifact_id("lm-distillation-logits", self.logits_identity(s), parts) for s in sources),
+            artifact_id("lm-distillation-teacher-cloze", self.cloze_identity(), parts),
+        ]
+        if self.second_source == GENERATION_EXPERT:
+            keys.append(artifact_id("generation-expert", self.planned_expert_identity(), parts))
+        return tuple(keys)
+
+    def planned_expert_identity(self) -> dict[str, Any]:
+        """The generation expert's identity as the run will build it, worked out once per settings (the
+        domain's training examples are read). The blocks it fine-tunes are capped at the teacher's, read
+        from a local teacher's config.json; the embedded SmolLM2 (30 blocks) and a hub id are taken as
+        large enough, which the embedded one is."""
+        from tasks.generation.expert import training_subset
+
+        generation = self.expert_builder(_config_blocks(self.teacher))
+        settings = json.dumps(generation.params(), sort_keys=True, default=str)
+        if settings not in _PLANNED_EXPERTS:
+            train = training_subset(generation.domain().train, generation.finetune_examples)
+            _PLANNED_EXPERTS[settings] = generation.expert_identity(generation.the_prompt(), train)
+        return _PLANNED_EXPERTS[settings]
 
     # --- the run ------------------------------------------------------------------------------------
 
@@ -364,6 +417,20 @@ class LMDistillationTask(Task):
             "student_parameters": parameter_count(student),
             "train_seconds": ctx.phases["train"],
         }
+
+
+# Planning a board asks every run for its artifact keys: each expert's identity is worked out once.
+_PLANNED_EXPERTS: dict[str, dict[str, Any]] = {}
+
+
+def _config_blocks(model: str) -> int | None:
+    """The decoder blocks a local checkpoint folder's config.json declares; None when it is no such folder."""
+    try:
+        config = json.loads((Path(model).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    blocks = config.get("num_hidden_layers", config.get("n_layer")) if isinstance(config, dict) else None
+    return blocks if isinstance(blocks, int) and blocks > 0 else None
 
 
 def load_tokenizer(model: str, ctx: RunContext) -> Any:
