@@ -18,12 +18,12 @@ from harness.registries import METHODS, TASKS
 from harness.spec import make_spec
 from harness.store import ResultStore
 from harness.worker import WorkerOptions, run_spec
-from tasks.generation import domains
+from tasks.generation import domains, streams
 from tasks.generation.decoding import NegativePool, sample
 from tasks.generation.expert import training_subset
 from tasks.generation.metrics import classifier_auc, distinct_n, self_bleu
 from tasks.generation.protocol import Models
-from tasks.generation.steering import SteerProcessor, steer_scores
+from tasks.generation.steering import SteerProcessor, folded_score, head_logits, same_head, steer_scores
 from tasks.generation.streams import (
     CachedStream,
     LayerTap,
@@ -128,8 +128,49 @@ def test_combined_score_is_the_hand_computed_one_and_sums_to_one():
     assert steer_scores(logs[0], None, None, 0.0, 0.0).exp()[0].tolist() == pytest.approx(expert, abs=1e-6)
 
 
-def test_each_kv_cached_stream_equals_an_uncached_forward_on_the_same_prefix(tiny):
+def test_folded_heads_give_the_score_of_the_three_log_probabilities():
+    """log_softmax((1 + g) z_e - W (g h_b + e h_n) - (g + e) b) is steer_scores on the three streams'
+    log-probabilities: the normalisers are row constants and the head is linear."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 30)
+    other = torch.nn.Linear(8, 30)
+    expert_logits, base_hidden, negative_hidden = torch.randn(4, 30) * 3, torch.randn(4, 8), torch.randn(4, 8)
+    g, e = 0.3, 0.7
+    want = steer_scores(
+        torch.log_softmax(expert_logits, -1),
+        torch.log_softmax(head(base_hidden), -1),
+        torch.log_softmax(head(negative_hidden), -1),
+        g,
+        e,
+    )
+    got = folded_score(expert_logits, g, e, [(g, base_hidden, head), (e, negative_hidden, head)])
+    assert torch.allclose(got, want, atol=1e-5) and torch.allclose(got.exp().sum(-1), torch.ones(4))
+    assert head_logits([(g, base_hidden, head), (e, negative_hidden, head)]).shape == (4, 30)
+    # two different heads are two matmuls, and still the formula
+    want = steer_scores(
+        torch.log_softmax(expert_logits, -1),
+        torch.log_softmax(head(base_hidden), -1),
+        torch.log_softmax(other(negative_hidden), -1),
+        g,
+        e,
+    )
+    got = folded_score(expert_logits, g, e, [(g, base_hidden, head), (e, negative_hidden, other)])
+    assert torch.allclose(got, want, atol=1e-5)
+    assert same_head(head, head) and not same_head(head, other)
+    copy = torch.nn.Linear(8, 30)
+    copy.load_state_dict(head.state_dict())
+    assert same_head(head, copy)
+    # no extra stream: the expert's log-softmax, as before
+    assert torch.equal(
+        folded_score(expert_logits, 0.0, 0.0, []), torch.log_softmax(torch.log_softmax(expert_logits, -1), -1)
+    )
+
+
+@pytest.mark.parametrize("room", [64, 2])
+def test_each_kv_cached_stream_equals_an_uncached_forward_on_the_same_prefix(tiny, monkeypatch, room):
+    """Also with 2 spare cache positions at a time, so that the caches grow past their room."""
     _, models = tiny
+    monkeypatch.setattr(streams, "ROOM", room)
     rows = [[50, 51, 52, 53, 54, 55, 56], [60, 61], [70, 71, 72, 73]]
     stream = CachedStream(models["expert"], *left_padded(rows, EOS, "cpu"))
     rng = np.random.default_rng(0)
@@ -190,10 +231,12 @@ def test_shared_bottom_layers_are_counted_bit_for_bit(tiny):
     assert Models.of(models["base"], models["expert"]).shared_layers == 0
 
 
-def test_top_layers_stream_equals_the_base_models_full_forward(tiny):
+def test_top_layers_stream_equals_the_base_models_full_forward(tiny, monkeypatch):
     """Fed the shared layer's output of the main stream (through a tap on the expert), the base's own top
-    layers give the base's full-pass log-probabilities on the same tokens, step after step."""
+    layers give the base's full-pass log-probabilities on the same tokens, step after step (the cache
+    growing past its room of 2 spare positions)."""
     root, models = tiny
+    monkeypatch.setattr(streams, "ROOM", 2)
     base, expert = models["base"], _top_tuned(root)
     tap = LayerTap(expert.model.layers[0])
     stream = TopLayersStream(base, 1)

@@ -5,6 +5,7 @@ output moves away from what is already there."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.registries import register_method
 from tasks.generation.protocol import GenerationMethod
@@ -13,6 +14,8 @@ from tasks.generation.protocol import GenerationMethod
 @register_method("negative")
 @dataclass(kw_only=True)
 class NegativePrompting(GenerationMethod):
+    # 2: the extra streams' output heads folded into one matmul (the same score, other float rounding)
+    version: ClassVar[str] = "2"
     e: float = 0.2
     k: int = 5
 

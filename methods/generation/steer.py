@@ -6,6 +6,7 @@ k = 10, its example call to g = e = 0.2, k = 10; papers.md's k = 5 is kept)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.registries import register_method
 from tasks.generation.protocol import GenerationMethod
@@ -14,6 +15,8 @@ from tasks.generation.protocol import GenerationMethod
 @register_method("steer")
 @dataclass(kw_only=True)
 class Steer(GenerationMethod):
+    # 2: the extra streams' output heads folded into one matmul (the same score, other float rounding)
+    version: ClassVar[str] = "2"
     g: float = 0.2
     e: float = 0.2
     k: int = 5

@@ -17,6 +17,14 @@ their own KV cache (tasks/generation/streams.py) and every row of a batch is its
 weight is 0 is never run. When the expert shares its bottom decoder layers with the base (`shared_layers`,
 the embedded expert artifact trains only the top ones), the base stream starts from the main stream's own
 hidden state after them (`TopLayersStream`); it gives the same log-probabilities as the full pass.
+
+How the score is computed (the same score, fewer output heads): a log-probability is the logit less the
+row's log-normaliser, a constant of the row that the final log-softmax removes, so the score is the
+log-softmax of (1 + g) z_expert - g z_base - e z_negative on raw logits z. And the output head is linear:
+when the base's head is the expert's (tied embeddings the fine-tuning left alone, as in the embedded
+artifact), g z_base + e z_negative = W (g h_base + e h_negative) + (g + e) b, one 49,152-wide matmul for the
+two extra streams instead of two (`folded_score`). Equal to `steer_scores` on the three log-probabilities
+up to float rounding (tests/test_generation.py checks it).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import torch
 from torch.nn.functional import log_softmax
 from transformers import LogitsProcessor
 
-from tasks.generation.streams import CachedStream, LayerTap, TopLayersStream, decoder_stack
+from tasks.generation.streams import CachedStream, LayerTap, TopLayersStream, decoder_stack, output_head
 
 
 def steer_scores(
@@ -45,6 +53,47 @@ def steer_scores(
     if e:
         score = score - e * negative  # type: ignore[operator]
     return log_softmax(score, dim=-1)
+
+
+def same_head(one: torch.nn.Linear, other: torch.nn.Linear) -> bool:
+    """Whether two output heads compute the same logits (the same weights and biases, bit for bit)."""
+    if one is other:
+        return True
+    if (one.bias is None) != (other.bias is None):
+        return False
+    same_bias = one.bias is None or torch.equal(one.bias, other.bias)  # type: ignore[arg-type]
+    return same_bias and torch.equal(one.weight, other.weight)
+
+
+def head_logits(terms: list[tuple[float, torch.Tensor, torch.nn.Linear]]) -> torch.Tensor:
+    """sum_i w_i head_i(h_i) over (weight w_i, hidden (rows, width), head_i) terms, with one matmul for the
+    terms that share one head object (make equal heads one object first: `same_head`)."""
+    total: torch.Tensor | None = None
+    groups: list[tuple[torch.nn.Linear, torch.Tensor, float]] = []
+    for weight, hidden, head in terms:
+        for index, (seen, mixed, weights) in enumerate(groups):
+            if seen is head:
+                groups[index] = (seen, mixed + weight * hidden, weights + weight)
+                break
+        else:
+            groups.append((head, weight * hidden, weight))
+    for head, mixed, weights in groups:
+        logits = torch.nn.functional.linear(mixed, head.weight)
+        if head.bias is not None:
+            logits = logits + weights * head.bias
+        total = logits if total is None else total + logits
+    return total.float()  # type: ignore[union-attr]
+
+
+def folded_score(
+    expert_logits: torch.Tensor, g: float, e: float, extra: list[tuple[float, torch.Tensor, torch.nn.Linear]]
+) -> torch.Tensor:
+    """The renormalised STEER score from the expert's raw logits and the extra streams' (weight, hidden,
+    head) terms (weight g for the base, e for the negative stream): log_softmax((1 + g) z_expert -
+    sum weight * head(hidden))."""
+    if not extra:  # plain sampling, computed as it always was (the expert's tokens stay bit for bit)
+        return steer_scores(log_softmax(expert_logits.float(), dim=-1), None, None, 0.0, 0.0)
+    return log_softmax((1.0 + g) * expert_logits.float() - head_logits(extra), dim=-1)
 
 
 class SteerProcessor(LogitsProcessor):
@@ -76,12 +125,28 @@ class SteerProcessor(LogitsProcessor):
             self.tap = LayerTap(decoder_stack(expert)[shared_layers - 1])  # type: ignore[index]
             self.shared_layers = shared_layers
         self.prompt_length: int | None = None
-        # The streams' last log-probabilities, kept for inspection (tests compare them with plain passes).
-        self.last_base_: torch.Tensor | None = None
-        self.last_negative_: torch.Tensor | None = None
+        # the extra streams' output heads, equal ones made one object so that their matmuls fold into one
+        self.base_head = output_head(base) if g else None
+        self.negative_head = output_head(negative.model) if e else None  # type: ignore[union-attr]
+        both = self.base_head is not None and self.negative_head is not None
+        if both and same_head(self.base_head, self.negative_head):  # type: ignore[arg-type]
+            self.negative_head = self.base_head
+        # The streams' last hidden states, kept for inspection (tests compare them with plain passes).
+        self.last_base_hidden_: torch.Tensor | None = None
+        self.last_negative_hidden_: torch.Tensor | None = None
+
+    @property
+    def last_base_(self) -> torch.Tensor | None:
+        """The base stream's last next-token log-probabilities (None before the first step or if g = 0)."""
+        return _logprobs(self.base_head, self.last_base_hidden_)
+
+    @property
+    def last_negative_(self) -> torch.Tensor | None:
+        """The negative stream's last next-token log-probabilities (None before the first step or if
+        e = 0)."""
+        return _logprobs(self.negative_head, self.last_negative_hidden_)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        expert = log_softmax(scores.float(), dim=-1)
         if self.prompt_length is None:  # first step: input_ids is the prompt
             self.prompt_length = input_ids.shape[1]
             new = None
@@ -98,14 +163,16 @@ class SteerProcessor(LogitsProcessor):
                     f"the expert's tapped hidden state {tuple(hidden.shape)} is not this step's "
                     f"{tuple(input_ids.shape)}: the processor must run on the expert's own `generate`"
                 )
-            base = self.base.next_logprobs(hidden)
+            base = self.base.next_hidden(hidden)
         else:
-            base = self.base.next_logprobs(new) if self.base is not None else None
-        negative = self.negative.next_logprobs(new) if self.e else None  # type: ignore[union-attr]
+            base = self.base.next_hidden(new) if self.base is not None else None
+        negative = self.negative.next_hidden(new) if self.e else None  # type: ignore[union-attr]
         if self.tap is not None:
             self.tap.value = None  # the negative stream ran the expert too: keep only the main stream's
-        self.last_base_, self.last_negative_ = base, negative
-        return steer_scores(expert, base, negative, self.g, self.e).to(scores.dtype)
+        self.last_base_hidden_, self.last_negative_hidden_ = base, negative
+        streams = ((self.g, base, self.base_head), (self.e, negative, self.negative_head))
+        extra = [(weight, hidden, head) for weight, hidden, head in streams if weight]
+        return folded_score(scores, self.g, self.e, extra).to(scores.dtype)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Remove the hook on the expert (a no-op without one)."""
@@ -117,3 +184,7 @@ class SteerProcessor(LogitsProcessor):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _logprobs(head: torch.nn.Linear | None, hidden: torch.Tensor | None) -> torch.Tensor | None:
+    return None if head is None or hidden is None else log_softmax(head(hidden).float(), dim=-1)
