@@ -529,7 +529,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             from harness.executors import default_workers
             from harness.planner import plan_runs, print_schedule
 
-            print_schedule(plan_runs(todo, store), args.workers or default_workers([]), console)
+            workers, assumed = args.workers or default_workers([]), ""
+            if args.executor == "ray":  # the cluster's size, asked only with --address (ray_capacity.py)
+                from harness.ray_capacity import dry_run_workers
+
+                workers, assumed = dry_run_workers(args.address, args.workers, [r.spec for r in todo])
+            print_schedule(plan_runs(todo, store), workers, console)
+            if assumed:
+                console.print(assumed, highlight=False, soft_wrap=True)
         _print_params(plan, console, per_run=args.verbose)
         return 0
     timeout = args.timeout or board.timeout_s

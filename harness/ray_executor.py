@@ -42,7 +42,7 @@ import ray.exceptions
 
 from harness.executors import FORWARDED_ENV_PREFIXES, Executor, Queued, enqueue_ranked
 from harness.isolated_run import exit_text, node_options, run_isolated
-from harness.registries import TASKS
+from harness.ray_capacity import request_of, runs_per_node
 from harness.spec import RunSpec
 from harness.store import Claim, InvalidRecordError, Record, ResultStore, Version
 from harness.worker import WorkerOptions, build_record, utc_now, write_safely
@@ -239,12 +239,10 @@ class RayExecutor(Executor):
 
     def _send(self, queued: Queued, claim: Claim, attempt: int, failures: list[str]) -> None:
         spec = queued.spec
-        need = TASKS.get(spec.task.name).resources_at(spec.scale)
-        # A run computing with more threads than its task declares CPUs asks for one CPU per thread.
-        cpus = max(need.cpus, spec.threads)
-        options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": need.gpus, "name": spec.label()}
-        if need.memory_gb > 0:
-            options["memory"] = int(need.memory_gb * 2**30)
+        need = request_of(spec)  # its task's resources; one CPU per torch thread at least
+        options: dict[str, Any] = {"num_cpus": need.cpus, "num_gpus": need.gpus, "name": spec.label()}
+        if need.memory_bytes > 0:
+            options["memory"] = need.memory_bytes
         run_id = uuid.uuid4().hex
         generator = _run_on_node.options(**options).remote(
             spec.to_json(), run_id, self._options, self.timeout_s, self._cwd
@@ -379,24 +377,17 @@ class RayExecutor(Executor):
 
     def _infeasible(self, spec: RunSpec) -> str | None:
         """Why no node of the cluster can hold a run of `spec`, or None when one can."""
-        need = TASKS.get(spec.task.name).resources_at(spec.scale)
-        memory = need.memory_gb * 2**30
-        for node in self._nodes:
-            if (
-                node.get("CPU", 0) >= need.cpus
-                and node.get("GPU", 0) >= need.gpus
-                and node.get("memory", 0) >= memory
-            ):
-                return None
-        if not self._nodes:
-            return None  # nothing known about the cluster: let Ray decide
+        need = request_of(spec)
+        if not self._nodes or any(runs_per_node(node, need) for node in self._nodes):
+            return None  # a node holds it, or nothing is known about the cluster: Ray decides
         sizes = ", ".join(
             f"{n.get('CPU', 0):g} CPU / {n.get('GPU', 0):g} GPU / {n.get('memory', 0) / 2**30:.0f} GB"
             for n in self._nodes
         )
         return (
             f"no node of the Ray cluster has {need.cpus:g} CPU(s), {need.gpus} GPU(s) and "
-            f"{need.memory_gb:g} GB of memory for {spec.task.name} at scale {spec.scale} (nodes: {sizes})"
+            f"{need.memory_bytes / 2**30:g} GB of memory for {spec.task.name} at scale {spec.scale} "
+            f"(nodes: {sizes})"
         )
 
 

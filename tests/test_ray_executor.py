@@ -338,3 +338,40 @@ def test_an_address_where_nothing_answers_is_a_one_line_error_at_once(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"cannot connect to the Ray cluster at 127.0.0.1:{port}: nothing answers" in err
+
+
+def test_a_dry_run_on_ray_without_an_address_asks_no_cluster_and_says_what_it_assumed(
+    board_file, results, monkeypatch, capsys
+):
+    board = str(board_file("name: t\nseeds: [0, 1, 2, 3]\ntasks: [diag/echo]\nmethods: [diag-constant]\n"))
+    monkeypatch.setitem(sys.modules, "ray", None)  # any `import ray` raises: no cluster is started or asked
+    assert main(["run", board, "--executor", "ray", "--dry-run", "--workers", "3"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "wall time 2:00 on 3 worker(s)" in out  # 4 runs of the 1:00 default estimate
+    assert "planned on --workers 3 runs at once; no --address, so no cluster was asked" in out
+    assert main(["run", board, "--executor", "ray", "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    cpus = os.cpu_count() or 1
+    assert f"on {cpus} worker(s)" in out and f"assuming the cluster is this machine ({cpus} CPUs" in out
+    assert main(["run", board, "--executor", "ray", "--dry-run", "--address", "auto"]) == 2
+    assert "--executor ray --address needs Ray" in capsys.readouterr().err
+    assert not results.exists()
+
+
+def test_a_dry_run_on_ray_with_an_address_plans_on_what_the_cluster_holds(
+    cluster, probes, board_file, capsys
+):
+    def dry_run(board: str, *extra: str) -> str:
+        command = ["run", board, "--executor", "ray", "--address", cluster.address, "--dry-run", *extra]
+        assert main(command) == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    echo = str(board_file("name: t\nseeds: [0, 1, 2, 3]\ntasks: [diag/echo]\nmethods: [diag-constant]\n"))
+    out = dry_run(echo, "--workers", "8")  # two 1-CPU nodes hold two 1-CPU runs, whatever --workers says
+    assert "wall time 2:00 on 2 worker(s)" in out
+    assert f"the cluster at {cluster.address} has 2 node(s), 2 CPUs, and holds 2 run(s)" in out
+    out = dry_run(echo, "--workers", "1")
+    assert "wall time 4:00 on 1 worker(s)" in out and "capped at --workers 1" in out
+    two_cpus = str(board_file("name: t\nseeds: [0]\ntasks: [probe/two-cpus]\nmethods: [diag-constant]\n"))
+    out = dry_run(two_cpus)  # a run no node of the cluster holds
+    assert "holds 0 run(s); no node holds a run asking for 2 CPU(s), 0 GPU(s), 1 GB: such runs fail" in out
