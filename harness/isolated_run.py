@@ -24,7 +24,6 @@ import contextlib
 import ctypes
 import dataclasses
 import multiprocessing as mp
-import multiprocessing.spawn
 import os
 import signal
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import worker
-from harness.forkserver_main import MAIN_ENV
+from harness.forkserver_main import MAIN_ENV, announcement
 from harness.registries import METHODS, TASKS
 from harness.spec import RunSpec
 from harness.store import ResultStore
@@ -133,7 +132,7 @@ def _forkserver(options: WorkerOptions) -> Any:
     if _started_with is None:
         os.environ.update(options.env)
         os.environ[SYS_PATH_ENV] = os.pathsep.join(options.sys_path)  # read by harness.preload
-        os.environ[MAIN_ENV] = _main_script()
+        os.environ[MAIN_ENV] = announcement()
         context.set_forkserver_preload(PRELOAD)
         try:
             _keep_spare(context)  # forked only once the imports are done, so the first run's timeout
@@ -142,16 +141,6 @@ def _forkserver(options: WorkerOptions) -> Any:
             os.environ.pop(MAIN_ENV, None)  # the forkserver has it; nothing else needs it
         _started_with = options
     return context
-
-
-def _main_script() -> str:
-    """This process's main script as a new process of multiprocessing's would run it again."""
-    data = multiprocessing.spawn.get_preparation_data("logitbench-run")
-    if "init_main_from_name" in data:
-        return f"name:{data['init_main_from_name']}"
-    if "init_main_from_path" in data:
-        return f"path:{data['init_main_from_path']}"
-    return ""
 
 
 def _start_worker(context: Any) -> tuple[Any, Connection]:
