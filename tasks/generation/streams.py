@@ -185,6 +185,8 @@ class CachedStream:
                 return None
         width = self.prefix.shape[1]
         merged = caches[0]
+        if any(type(layer) is not DynamicLayer for layer in merged.layers):
+            return None  # sliding-window or other special layers: read it padded
         for index in range(len(merged.layers)):
             keys, values = (
                 _left_padded_stack([getattr(c.layers[index], name) for c in caches], width)
@@ -290,7 +292,7 @@ class TopLayersStream:
         self.model, self.start = model, start
         self.head = output_head(model)
         self.cache = DynamicCache(config=model.config)
-        self.cache.layers = [RoomyLayer() for _ in self.cache.layers]
+        self.cache.layers = [RoomyLayer() if type(x) is DynamicLayer else x for x in self.cache.layers]
         self.length = 0
 
     @torch.no_grad()
