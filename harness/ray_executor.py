@@ -53,7 +53,10 @@ CONNECT_TIMEOUT_S = 10.0  # how long the cluster's address may take to accept a 
 REASON_CHARS = 2000  # a Ray error message can carry a whole traceback: the record keeps its start
 
 
-@ray.remote(max_retries=0)  # the driver retries, so that it knows and records why
+# max_retries=0: the driver retries, so that it knows and records why. max_calls=0: a Ray worker is kept
+# for the next run even after a GPU run (Ray's default for GPU tasks is a new worker each time, and with it
+# a new forkserver importing torch): a run touches its GPU only in its own process, which exits.
+@ray.remote(max_retries=0, max_calls=0)
 def _run_on_node(
     spec_json: dict[str, Any], run_id: str, options: WorkerOptions, timeout_s: float | None, cwd: str
 ) -> Iterator[Any]:
