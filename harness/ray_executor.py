@@ -47,7 +47,7 @@ from harness.spec import RunSpec
 from harness.store import Claim, InvalidRecordError, Record, ResultStore, Version
 from harness.worker import WorkerOptions, build_record, utc_now, write_safely
 
-POLL_S = 0.1  # how long the driver waits on Ray before it looks at new submissions and other claims
+POLL_S = 0.1  # how long the driver waits on Ray before it looks at runs sent meanwhile and other claims
 CLUSTER_REFRESH_S = 5.0  # how often the driver asks Ray again how large the cluster is
 CONNECT_TIMEOUT_S = 10.0  # how long the cluster's address may take to accept a connection
 REASON_CHARS = 2000  # a Ray error message can carry a whole traceback: the record keeps its start
@@ -129,6 +129,11 @@ class RayExecutor(Executor):
         queued = Queued(spec, future, self.store.version(spec.key) if expected is None else expected, rank)
         with self._lock:
             enqueue_ranked(self._pending, queued)
+            if len(self._in_flight) < self._capacity and not self._stop:
+                try:  # a free slot: sent now, not when the pump next looks up from Ray (POLL_S)
+                    self._launch()
+                except Exception as err:  # Ray refused the submission: those runs fail
+                    self._fail_pending(err)
         self._wake.set()
         return future
 
