@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
+from harness.forkserver_main import MAIN_ENV, announcement
 from harness.spec import RunSpec
 from harness.store import InvalidRecordError, Record, ResultStore, Version
 from harness.worker import (
@@ -46,10 +47,25 @@ from harness.worker import (
     utc_now,
 )
 
-# "__main__" makes the forkserver import the parent's main script once; otherwise every worker re-runs it.
-PRELOAD = ["__main__", "harness.preload"]
+# harness.forkserver_main stops every worker from running the parent's main script again on start (the
+# stdlib's "__main__" preload does not do that in Python 3.11: it is never given the script's path).
+PRELOAD = ["harness.forkserver_main", "harness.preload"]
 FORWARDED_ENV_PREFIXES = ("LOGITBENCH_", "HF_", "TRANSFORMERS_", "CUDA_")
 CLAIM_POLL_S = 0.2  # how often runs claimed by another process look whether the claim is free
+_FORKSERVER_START = threading.Lock()
+
+
+def ensure_forkserver() -> None:
+    """Start this process's forkserver unless it runs, telling it the main script that its processes
+    need not run again (harness/forkserver_main.py; the variable is gone again once it has started)."""
+    from multiprocessing import forkserver
+
+    with _FORKSERVER_START:
+        os.environ[MAIN_ENV] = announcement()
+        try:
+            forkserver.ensure_running()
+        finally:
+            os.environ.pop(MAIN_ENV, None)
 
 
 class Executor(abc.ABC):
@@ -120,6 +136,7 @@ class _Running:
     gpus: tuple[str, ...] = ()
     conn: Any = None  # the worker's end of the spec/exit-status pipe (harness.worker.spare_main)
     code: int | None = None  # the exit status the worker sent once its record was stored
+    stored: dict[str, Any] | None = None  # the record it stored, as it sent it
 
     def exit_code(self) -> int | None:
         """The run's exit status: as the worker sent it after storing its record (the process may still
@@ -127,7 +144,9 @@ class _Running:
         if self.code is None:
             try:
                 if self.conn.poll():
-                    self.code = int(self.conn.recv())
+                    message = self.conn.recv()
+                    code, self.stored = message if isinstance(message, tuple) else (message, None)
+                    self.code = int(code)
             except (EOFError, OSError, ValueError, TypeError):
                 pass  # died without a word: its exit code below says how
         return self.code if self.code is not None else self.process.exitcode
@@ -183,6 +202,7 @@ class LocalExecutor(Executor):
         self._forking: threading.Thread | None = None  # starts the spare without holding up the pump
         self._spare_lock = threading.Lock()  # guards _spare; the forking thread takes only this one
         self._lock = threading.Lock()
+        self._forkserver_checked = False
         self._wake_r, self._wake_w = self._mp.Pipe(duplex=False)
         self._stop = False
         self._cancelled = False
@@ -203,7 +223,9 @@ class LocalExecutor(Executor):
         queued = Queued(spec, future, self.store.version(spec.key) if expected is None else expected, rank)
         with self._lock:
             enqueue_ranked(self._pending, queued)
-        self._wake_w.send_bytes(b"x")
+            if self._free_slots:  # start it from here: waking the pump to do it cost a thread switch
+                self._launch()
+        self._wake_w.send_bytes(b"x")  # the pump waits on the new worker's pipe from now on
         return future
 
     def running(self) -> int:
@@ -241,6 +263,9 @@ class LocalExecutor(Executor):
 
     def _start_worker(self) -> tuple[Any, Any]:
         """A worker process waiting for its run on a pipe: (process, the executor's end)."""
+        if not self._forkserver_checked:
+            ensure_forkserver()
+            self._forkserver_checked = True
         ours, theirs = self._mp.Pipe()
         process = self._mp.Process(target=spare_main, args=(theirs,), daemon=True)
         try:
@@ -428,8 +453,11 @@ class LocalExecutor(Executor):
             return None
 
     def _record_of(self, run: _Running, timed_out: bool, elapsed: float) -> Record:
-        """The record the worker wrote; else one another process wrote for the same spec while this run
-        went on (never overwritten); else a timeout or failure record written here."""
+        """The record the worker wrote (as it sent it, or read back); else one another process wrote for
+        the same spec while this run went on (never overwritten); else a timeout or failure record written
+        here."""
+        if not timed_out and run.stored is not None and run.stored.get("run_id") == run.run_id:
+            return Record(run.stored)
         record = self._current(run)
         if record is not None and not timed_out and record.data.get("run_id") == run.run_id:
             return record
