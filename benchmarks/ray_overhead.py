@@ -5,7 +5,7 @@
    (goal: Ray under 50 ms more). Both executors stay up and take turns, `--rounds` rounds of `--runs` runs
    each (which goes first alternates), so a change of the shared machine's load hits both alike; the
    figure is the median over rounds of the round's Ray median minus its local median. Then the same runs
-   submitted all at once on 2 workers, wall ms per run;
+   submitted all at once on 2 workers, wall ms per run, in rounds the same way (`--runs` x 2 a round);
 2. with --quick: wall time of `logitbench run quick --workers 2` into an empty results folder, local
    against `--executor ray` on the simulated cluster (goal: Ray within 1.3x). Takes two full quick runs.
 
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,24 @@ def warm(executor: Executor, seeds: tuple[int, ...]) -> None:
         assert record.status == "ok", record.reason
 
 
+def warm_every_node(tmp: Path) -> None:
+    """One run on each node at once (two 1-CPU runs that overlap), so that no timed run pays a node's
+    first start of a Ray worker and its forkserver (seconds): Ray keeps those workers for this driver."""
+    from harness.ray_executor import RayExecutor
+
+    executor = RayExecutor(ResultStore(tmp / "warm"), workers=2)
+    try:
+        sleeps = [make_spec(TASKS.get("diag/echo"), METHODS.get("diag-sleep"), s, "cpu") for s in (0, 1)]
+        nodes: set[str] = set()
+        futures = [executor.submit(spec) for spec in sleeps]
+        while not all(f.done() for f in futures):
+            nodes.update(executor.running_nodes().values())
+            time.sleep(0.02)
+        assert all(f.result().status == "ok" for f in futures) and len(nodes) == 2, nodes
+    finally:
+        executor.shutdown()
+
+
 def serial_ms(executor: Executor, seeds: range) -> list[float]:
     """Submit-to-record latency of no-op runs, one at a time."""
     times = []
@@ -70,12 +89,12 @@ def serial_ms(executor: Executor, seeds: range) -> list[float]:
     return times
 
 
-def batch_ms(executor: Executor, runs: int) -> float:
-    """Wall ms per no-op run with `runs` of them submitted at once."""
+def batch_ms(executor: Executor, seeds: range) -> float:
+    """Wall ms per no-op run with runs of `seeds` submitted at once."""
     start = time.perf_counter()
-    futures = [executor.submit(no_op(100_000 + seed)) for seed in range(runs)]
+    futures = [executor.submit(no_op(seed)) for seed in seeds]
     assert all(f.result().status == "ok" for f in futures)
-    return (time.perf_counter() - start) * 1000 / runs
+    return (time.perf_counter() - start) * 1000 / len(seeds)
 
 
 def summary(times: list[float]) -> str:
@@ -83,68 +102,70 @@ def summary(times: list[float]) -> str:
     return f"median {statistics.median(times):.1f} ms, p90 {p90:.1f} ms"
 
 
-def serial_overhead(tmp: Path, runs: int, rounds: int) -> tuple[float, float, float]:
-    """(local median, Ray median, median over rounds of Ray minus local), all in ms."""
+def taking_turns(
+    tmp: Path, kind: str, workers: int, rounds: int, measure: Callable[[Executor, int], list[float]]
+) -> float:
+    """Median over rounds of (Ray's median minus local's) of `measure(executor, round)`, in ms; the two
+    executors take turns, which goes first alternating."""
     from harness.ray_executor import RayExecutor
 
-    local = LocalExecutor(ResultStore(tmp / "local-serial"), workers=1)
-    on_ray = RayExecutor(ResultStore(tmp / "ray-serial"), workers=1)
+    local = LocalExecutor(ResultStore(tmp / f"local-{kind}"), workers=workers)
+    on_ray = RayExecutor(ResultStore(tmp / f"ray-{kind}"), workers=workers)
     try:
         warm(local, (-1, -2))
         warm(on_ray, (-1, -2))
-        all_local: list[float] = []
-        all_ray: list[float] = []
+        seen: dict[str, list[float]] = {"local": [], "ray": []}
         differences = []
         for turn in range(rounds):
-            seeds = range(turn * runs, (turn + 1) * runs)
             order: list[tuple[str, Any]] = [("local", local), ("ray", on_ray)]
             if turn % 2:
                 order.reverse()
-            times = {name: serial_ms(executor, seeds) for name, executor in order}
-            all_local += times["local"]
-            all_ray += times["ray"]
-            difference = statistics.median(times["ray"]) - statistics.median(times["local"])
-            differences.append(difference)
+            times = {name: measure(executor, turn) for name, executor in order}
+            medians = {name: statistics.median(values) for name, values in times.items()}
+            for name, values in times.items():
+                seen[name] += values
+            differences.append(medians["ray"] - medians["local"])
             print(
-                f"  round {turn + 1}: local {statistics.median(times['local']):.1f} ms, "
-                f"ray {statistics.median(times['ray']):.1f} ms, {difference:+.1f} ms ({load()})",
+                f"  {kind} round {turn + 1}: local {medians['local']:.1f} ms, ray {medians['ray']:.1f} ms, "
+                f"{differences[-1]:+.1f} ms ({load()})",
                 flush=True,
             )
     finally:
         local.shutdown()
         on_ray.shutdown()
-    print(f"local serial: {summary(all_local)}", flush=True)
-    print(f"ray serial: {summary(all_ray)}", flush=True)
-    return statistics.median(all_local), statistics.median(all_ray), statistics.median(differences)
+    for name, values in seen.items():
+        shown = summary(values) if len(values) > 1 else f"{values[0]:.1f} ms"
+        print(f"{name} {kind} ({workers} worker(s)): {shown}", flush=True)
+    return statistics.median(differences)
 
 
 def overhead(runs: int, rounds: int, address: str) -> None:
     import ray
 
-    from harness.ray_executor import RayExecutor
-
     ray.init(address=address, log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            _, _, serial_extra = serial_overhead(Path(tmp), runs, rounds)
-            batch_runs = runs * rounds
-            local = LocalExecutor(ResultStore(Path(tmp) / "local-batch"), workers=2)
-            warm(local, (-1,))
-            local_batch = batch_ms(local, batch_runs)
-            local.shutdown()
-            print(
-                f"local batch (2 workers, {batch_runs} runs): {local_batch:.1f} ms/run ({load()})", flush=True
+            warm_every_node(Path(tmp))
+            serial_extra = taking_turns(
+                Path(tmp),
+                "serial",
+                1,
+                rounds,
+                lambda ex, turn: serial_ms(ex, range(turn * runs, (turn + 1) * runs)),
             )
-            on_ray = RayExecutor(ResultStore(Path(tmp) / "ray-batch"), workers=2)
-            warm(on_ray, (-1,))
-            ray_batch = batch_ms(on_ray, batch_runs)
-            on_ray.shutdown()
-            print(f"ray batch (2 nodes, {batch_runs} runs): {ray_batch:.1f} ms/run ({load()})", flush=True)
+            batch = 2 * runs  # a round's runs, submitted at once: ms per run
+            batch_extra = taking_turns(
+                Path(tmp),
+                "batch",
+                2,
+                rounds,
+                lambda ex, turn: [batch_ms(ex, range(100_000 + turn * batch, 100_000 + (turn + 1) * batch))],
+            )
     finally:
         ray.shutdown()
     print(
-        f"ray overhead per run: {serial_extra:+.1f} ms one at a time (median of {rounds} rounds' "
-        f"differences), {ray_batch - local_batch:+.1f} ms all at once"
+        f"ray overhead per run: {serial_extra:+.1f} ms one at a time, {batch_extra:+.1f} ms with "
+        f"{batch} at once on 2 workers (medians of {rounds} rounds' differences)"
     )
 
 
