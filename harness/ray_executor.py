@@ -318,9 +318,8 @@ class RayExecutor(Executor):
     def _store(self, queued: Queued, claim: Claim, data: dict[str, Any]) -> None:
         """Write a run's record under its claim and resolve its future with what was stored."""
         try:
-            with claim:
-                write_safely(self.store, data)
-                record = self._stored(queued.spec.key, data)
+            with claim:  # as stored: the key's record, or a failed attempt kept beside an `ok` one
+                record = Record(write_safely(self.store, data))
         except Exception as err:  # a store error must not kill the pump
             queued.future.set_exception(err)
             return
@@ -341,17 +340,6 @@ class RayExecutor(Executor):
             queued.spec, run_id, "failed", {}, error, started_at, elapsed, threads=queued.spec.threads
         )
         self._store(queued, claim, data)
-
-    def _stored(self, key: str, data: dict[str, Any]) -> Record:
-        """The record just written for `data`'s run: the key's record, or the failed attempt kept beside an
-        `ok` one (write_safely may have turned an unstorable record into a failed one)."""
-        record = self._current(key)
-        if record is not None and record.data.get("run_id") == data["run_id"]:
-            return record
-        attempt = self.store.read_failed_attempt(key)
-        if attempt is not None and attempt.data.get("run_id") == data["run_id"]:
-            return attempt
-        return Record(data)
 
     def _current(self, key: str) -> Record | None:
         try:
