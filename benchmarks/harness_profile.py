@@ -21,7 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests" / "plugins"), str(ROOT / "benchmarks")]
+for _folder in (str(ROOT / "benchmarks"), str(ROOT / "tests" / "plugins")):
+    if _folder not in sys.path:  # imported again as a module and as a plugin: the path stays the same
+        sys.path.insert(0, _folder)
 # Loaded as a plugin module too, so that the forkserver, and so every worker, has the timers.
 os.environ["LOGITBENCH_PLUGIN_MODULES"] = "lb_diagnostics,harness_profile"
 DRIVER_ENV = "LOGITBENCH_PROFILE_DRIVER"
@@ -54,11 +56,12 @@ def timed(owner: object, name: str, label: str | None = None) -> None:
 
     @functools.wraps(original)
     def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.thread_time()
         try:
             return original(*args, **kwargs)
         finally:
             _events.append((label or name, os.getpid(), start, time.monotonic()))
+            _events.append(("CPU " + (label or name), os.getpid(), start, time.thread_time() - cpu))
 
     setattr(owner, name, wrapper)
 
@@ -77,6 +80,15 @@ def _instrument() -> None:
     timed(worker, "run_spec", "worker:   run_spec")
     timed(worker, "set_threads", "worker:     set_threads")
     timed(worker, "seed_everything", "worker:     seed_everything")
+    timed(worker, "quiet_progress_bars", "worker:     quiet_progress_bars")
+    timed(worker, "pick_device", "worker:     pick_device")
+    timed(worker.TASKS, "get", "worker:     TASKS.get")
+    timed(worker, "_check_inputs_unchanged", "worker:     inputs unchanged")
+    timed(worker, "ArtifactCache", "worker:     ArtifactCache()")
+    timed(worker, "RunContext", "worker:     RunContext()")
+    timed(worker, "json_safe", "worker:     json_safe(details)")
+    timed(worker, "_metric_entries", "worker:     metric entries")
+    timed(worker, "_keep_samples", "worker:     keep samples")
     timed(TASKS.get("diag/echo"), "run", "worker:     task.run")
     timed(worker, "build_record", "worker:     build_record")
     timed(worker, "environment", "worker:       environment()")
@@ -103,9 +115,18 @@ def spare_main(conn):  # type: ignore[no-untyped-def]
     def recv():  # type: ignore[no-untyped-def]
         message = original()
         _events.append(("worker: spec received", os.getpid(), time.monotonic(), time.monotonic()))
+        cpu.append(time.process_time())
         return message
 
-    conn.recv = recv
+    def send(message):  # type: ignore[no-untyped-def]
+        send_conn(message)
+        if cpu:  # CPU seconds of this process from its spec to its message: the run's path, any load
+            _events.append(
+                ("worker: CPU ms, spec -> exit status", os.getpid(), 0.0, time.process_time() - cpu[0])
+            )
+
+    cpu: list[float] = []
+    conn.recv, send_conn, conn.send = recv, conn.send, send
     try:
         _original_spare(conn)
         _events.append(("worker: exit status sent", os.getpid(), time.monotonic(), time.monotonic()))
@@ -186,6 +207,11 @@ def main() -> None:
     offsets: dict[str, list[float]] = defaultdict(list)
     durations: dict[str, list[float]] = defaultdict(list)
     parent = os.getpid()
+    cpu_of: dict[str, list[float]] = defaultdict(list)
+    for name, _pid, _s, e in events:
+        if name.startswith("CPU "):
+            cpu_of[name[4:]].append(e * 1000)
+    events = [e for e in events if not e[0].startswith("CPU ")]
     for w_start, w_end in windows:
         # the run's worker: the process that got its spec in this window
         pids = {p for n, p, s, _ in events if n == "worker: spec received" and w_start <= s <= w_end}
@@ -199,6 +225,7 @@ def main() -> None:
             offsets[step].append((s - w_start) * 1000)
             durations[step].append(((e - s) * 1000) if e else 0.0)
     totals = [(e - s) * 1000 for s, e in windows]
+    cpu_ms = [e * 1000 for name, _pid, _s, e in events if name.startswith("worker: CPU ms")]
     if os.environ.get("PROFILE_RAW"):
         base = windows[len(windows) // 2][0]
         for name, pid, s, e in events:
@@ -206,13 +233,18 @@ def main() -> None:
                 print(f"RAW {(s - base) * 1000:8.2f} {((e - s) * 1000) if e else 0:7.2f} {pid:7d} {name}")
     print(f"{len(windows)} no-op runs, {args.workers} worker(s), load {os.getloadavg()[0]:.2f}")
     print(f"spec -> stored record: median {statistics.median(totals):.1f} ms")
-    print(f"{'step (medians over the runs; ms after the submit)':58} {'n':>4} {'at':>8} {'takes':>8}")
+    if cpu_ms:
+        print(f"worker CPU time from its spec to its exit status: median {statistics.median(cpu_ms):.2f} ms")
+    print(
+        f"{'step (medians over the runs; ms after the submit)':58} {'n':>4} {'at':>8} {'takes':>8} {'CPU':>6}"
+    )
     order = sorted(offsets, key=lambda n: statistics.median(offsets[n]))
     for name in order:
         n = len(offsets[name])
         print(
             f"{name:58} {n:4d} {statistics.median(offsets[name]):8.2f} "
-            f"{statistics.median(durations[name]):8.2f}"
+            f"{statistics.median(durations[name]):8.2f} "
+            + (f"{statistics.median(cpu_of[name]):6.2f}" if name in cpu_of else "")
         )
 
 

@@ -5,6 +5,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+from pathlib import Path
 
 import pytest
 
@@ -338,3 +339,39 @@ def test_a_copied_artifact_with_new_mtimes_is_hashed_once_not_rebuilt(tmp_path):
     os.utime(folder / "f", ns=(1, 1))
     assert cache.get_or_build("a", {}, lambda out: builds.append(1)) == folder and len(builds) == 1
     assert json.loads((folder / ".complete").read_text())["f"][1] == 1
+
+
+def test_a_write_fsyncs_the_record_before_its_rename_and_its_folder_after(tmp_path, monkeypatch):
+    """Durability with the fewest fsyncs: the record's file before it replaces the old one (a crash never
+    leaves a damaged record), its folder after the rename (the new record stays); a new shard folder's own
+    entry once. With defer_sync (a worker, which says it is done first) the folders wait for sync()."""
+    import harness.store as store_module
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, store_module.Path.replace
+
+    def fsync(fd: int) -> None:
+        name = str(Path(f"/proc/self/fd/{fd}").readlink())
+        events.append("fsync " + name.removeprefix(str(tmp_path)))
+        real_fsync(fd)
+
+    def replace(self, target):  # type: ignore[no-untyped-def]
+        events.append("rename")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(store_module.os, "fsync", fsync)
+    monkeypatch.setattr(store_module.Path, "replace", replace)
+    store = ResultStore(tmp_path)
+    first, second = _record(seed=0), _record(seed=0, value=0.75)
+    shard = f"/runs/{first['key'][:2]}"
+    store.write(first)
+    assert events[0].startswith(f"fsync {shard}/.{first['key']}.") and events[0].endswith(".tmp")
+    assert events[1:] == ["rename", "fsync /runs", f"fsync {shard}"]
+
+    events.clear()
+    deferred = ResultStore(tmp_path, defer_sync=True)
+    deferred.write(second)
+    assert len(events) == 2 and events[0].endswith(".tmp") and events[1] == "rename"
+    deferred.sync()
+    assert events[2:] == [f"fsync {shard}"]
+    assert store.read(first["key"]).metric("score") == 0.75
