@@ -69,10 +69,11 @@ def main() -> None:
     pool = NegativePool(train)
     rng = np.random.default_rng(0)
 
-    def decode(method_name: str) -> float:
+    def decode(method_name: str) -> tuple[float, float]:
+        """(tokens per wall second, tokens per CPU second of this process)."""
         method = METHODS.get(method_name)()
         negative = None
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if k := method.negatives():
             rows = [tokenizer(pool.prompt(k, rng), add_special_tokens=False)["input_ids"] for _ in ids]
             negative = CachedStream(expert, *left_padded(rows, eos, "cpu"))
@@ -83,30 +84,37 @@ def main() -> None:
                 logits_processor=LogitsProcessorList([processor]),
             )  # fmt: skip
         processor.close()
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         assert out.shape[1] - ids.shape[1] == args.tokens
-        return args.batch * args.tokens / seconds
+        return args.batch * args.tokens / seconds, args.batch * args.tokens / cpu_seconds
 
     decode("expert")  # warm-up
     load_before = load_average()
     # The two alternate, so both see the same load; the figures are each one's best, and the ratio is
     # the median over the adjacent pairs (less at the mercy of a burst on the shared cores than a ratio
-    # of bests taken minutes apart).
-    runs: dict[str, list[float]] = {"expert": [], "steer": []}
+    # of bests taken minutes apart). Beside wall time, the process's CPU time (one thread): other
+    # processes on the cores slow it too (shared caches, hyperthreads), but less than the wall clock.
+    runs: dict[str, list[tuple[float, float]]] = {"expert": [], "steer": []}
     for _ in range(args.repeats):
         for name, speeds in runs.items():
             speeds.append(decode(name))
-    speeds = {name: max(values) for name, values in runs.items()}
-    ratio = float(np.median([s / e for e, s in zip(runs["expert"], runs["steer"], strict=True)]))
+    speeds = {name: max(v[0] for v in values) for name, values in runs.items()}
+    cpu_speeds = {name: max(v[1] for v in values) for name, values in runs.items()}
+    pairs = list(zip(runs["expert"], runs["steer"], strict=True))
+    ratio = float(np.median([s[0] / e[0] for e, s in pairs]))
+    cpu_ratio = float(np.median([s[1] / e[1] for e, s in pairs]))
     print(
         f"SmolLM2-135M pair, batch {args.batch}, {args.tokens} new tokens, top-k 10, torch threads 1, "
         f"load average {load_before:.2f} -> {load_average():.2f}; base and expert share "
         f"{models.shared_layers} of {len(base.model.layers)} decoder layers"
     )
-    print(f"expert sampling        {speeds['expert']:8.1f} tokens/s")
     print(
-        f"steer (g=e=0.2, k=5)   {speeds['steer']:8.1f} tokens/s   ratio {ratio:.2f} "
-        f"(median of {args.repeats} adjacent pairs; goal >= 0.33)"
+        f"expert sampling        {speeds['expert']:8.1f} tokens/s    {cpu_speeds['expert']:8.1f} tokens/CPU-s"
+    )
+    print(
+        f"steer (g=e=0.2, k=5)   {speeds['steer']:8.1f} tokens/s    {cpu_speeds['steer']:8.1f} tokens/CPU-s"
+        f"   ratio {ratio:.2f} wall, {cpu_ratio:.2f} CPU (medians of {args.repeats} adjacent pairs; "
+        "goal >= 0.33)"
     )
 
     folder = ctx.artifacts.path("generation-expert", task.expert_identity(task.the_prompt(), train))

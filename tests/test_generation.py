@@ -23,7 +23,14 @@ from tasks.generation.decoding import NegativePool, sample
 from tasks.generation.expert import training_subset
 from tasks.generation.metrics import classifier_auc, distinct_n, self_bleu
 from tasks.generation.protocol import Models
-from tasks.generation.steering import SteerProcessor, folded_score, head_logits, same_head, steer_scores
+from tasks.generation.steering import (
+    FusedHead,
+    SteerProcessor,
+    folded_score,
+    head_logits,
+    same_head,
+    steer_scores,
+)
 from tasks.generation.streams import (
     CachedStream,
     LayerTap,
@@ -307,6 +314,30 @@ def test_fast_steer_samples_the_same_tokens_as_uncached_steer(tiny):
     assert outputs[0].shape[1] > len(PROMPT) + 3
     assert torch.equal(outputs[0], outputs[1])
     assert len(set(map(tuple, outputs[0][:, len(PROMPT) :].tolist()))) > 1
+
+
+def test_fused_head_gives_generate_the_experts_own_logits_and_is_removed_on_close(tiny):
+    """While STEER decodes, the expert's head is a FusedHead that runs the extra streams and one matmul for
+    both; the logits it returns are the plain head's, and `close` gives the expert its head back."""
+    root, models = tiny
+    base, expert = models["base"], _top_tuned(root)
+    head = expert.lm_head
+    negative = CachedStream(expert, *left_padded([[80, 81, 82], [90, 91, 92, 93]], EOS, "cpu"))
+    processor = METHODS.get("steer")(g=0.3, e=0.4).processor(Models.of(base, expert), negative)
+    assert isinstance(expert.lm_head, FusedHead) and processor.negative_head is head
+    ids = torch.tensor([PROMPT] * 2)
+    with torch.no_grad():
+        fused = expert(input_ids=ids, logits_to_keep=1).logits
+        assert processor._pending is not None and processor._pending.shape == (2, fused.shape[-1])
+        scores = processor(ids, fused[:, -1])
+        want = steer_scores(
+            torch.log_softmax(fused[:, -1], -1), processor.last_base_, processor.last_negative_, 0.3, 0.4
+        )
+    assert torch.allclose(scores, want, atol=1e-5)
+    processor.close()
+    assert expert.lm_head is head
+    with torch.no_grad():
+        assert torch.allclose(expert(input_ids=ids, logits_to_keep=1).logits, fused, atol=1e-6)
 
 
 def test_negative_pool_grows_with_each_output_and_never_holds_a_heldout_example(tiny):
