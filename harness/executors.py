@@ -3,9 +3,12 @@
 Each run gets a process of its own (forked from a forkserver that has the heavy imports done), so a crash,
 a leak or a hung run harms no other run: a run past its timeout is killed and recorded as `timeout`, a
 process that dies without writing is recorded as `failed`. The next run's process is forked ahead of time
-(a spare, waiting on a pipe for its spec), and a worker says when its record is stored, so a run waits
-neither for a fork nor for the teardown of a process that holds torch: a no-op run's overhead went from
-81-102 ms to 53-55 ms median at load 2.5 on this 2-core machine (benchmarks/harness_perf.py).
+(a spare, waiting on a pipe for its spec), and a worker sends its stored record once it is on disk, so a
+run waits neither for a fork nor for the teardown of a process that holds torch (about 9 ms of CPU), nor
+reads its record back. What a no-op run costs, and where (benchmarks/harness_profile.py prints it): the
+forkserver's fork, 6.5 ms of CPU with its heap in huge pages (harness/huge_pages.py; 18-20 ms without);
+the child's start, 3 ms; the run, 4.7 ms of the worker's CPU, of which the record's write 1.9 ms (one
+fsync before its rename; the folder's fsync comes after the worker has answered); the driver, 2 ms.
 
 GPUs are given by what a run's task declares at its scale (`Task.resources`): a run that asks for GPUs
 holds that many devices of its own, exposed to it alone through CUDA_VISIBLE_DEVICES, and no other run
