@@ -113,7 +113,7 @@ def main() -> None:
     )
     print(
         f"steer (g=e=0.2, k=5)   {speeds['steer']:8.1f} tokens/s    {cpu_speeds['steer']:8.1f} tokens/CPU-s"
-        f"   ratio {ratio:.2f} wall, {cpu_ratio:.2f} CPU (medians of {args.repeats} adjacent pairs; "
+        f"   ratio {ratio:.3f} wall, {cpu_ratio:.3f} CPU (medians of {args.repeats} adjacent pairs; "
         "goal >= 0.33)"
     )
 
