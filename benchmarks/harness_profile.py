@@ -173,6 +173,7 @@ if __name__ == "harness_profile" and os.environ.get(DRIVER_ENV) != str(os.getpid
     os.fork = _logged_fork
     entered(spawn, "_main", "child: spawn._main entered")
     timed(spawn, "prepare", "child:   spawn.prepare")
+    timed(spawn.reduction.pickle, "load", "child:   pickle.load (prep data, process)")
     entered(mp_process.BaseProcess, "_bootstrap", "child: process._bootstrap entered")
     timed(mp_util, "_run_after_forkers", "child:   after-fork hooks")
 
