@@ -32,23 +32,45 @@ from harness.spec import make_spec  # noqa: E402
 from harness.store import ResultStore  # noqa: E402
 
 
-def overhead_ms(runs: int = 60, warmup: int = 20) -> list[float]:
+def overhead_ms(runs: int = 60, warmup: int = 20) -> tuple[list[float], float | None]:
     """Spec-to-record ms of `runs` no-op runs one after another on one worker, after `warmup` unmeasured
-    ones: a board's steady state, not the forkserver's start (its imports, its huge pages: about 1 s)."""
+    ones (a board's steady state, not the forkserver's start: its imports, its huge pages, about 1 s); and
+    the CPU ms they cost per run, the driver's, the forkserver's and its workers' together, which unlike
+    the wall time hardly depends on what else the machine runs (None where /proc cannot tell)."""
     task, method = TASKS.get("diag/echo"), METHODS.get("diag-constant")
     with tempfile.TemporaryDirectory() as tmp:
         executor = LocalExecutor(ResultStore(tmp), workers=1)
         executor.submit(make_spec(task, method, -1, "cpu")).result()  # start the forkserver
         for seed in range(runs, runs + warmup):
             executor.submit(make_spec(task, method, seed, "cpu")).result()
+        time.sleep(0.5)  # the warm-up's last worker has exited and been reaped
+        cpu_before = _tree_cpu_seconds()
         times = []
         for seed in range(runs):
             spec = make_spec(task, method, seed, "cpu")
             start = time.perf_counter()
             executor.submit(spec).result()
             times.append((time.perf_counter() - start) * 1000)
+        time.sleep(0.5)  # the last worker's exit counts too
+        cpu_after = _tree_cpu_seconds()
         executor.shutdown()
-    return times
+    if cpu_before is None or cpu_after is None:
+        return times, None
+    return times, (cpu_after - cpu_before) / runs * 1000
+
+
+def _tree_cpu_seconds() -> float | None:
+    """CPU seconds of this process and of the forkserver with the workers it has reaped."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    mine = os.times()
+    return ticks / os.sysconf("SC_CLK_TCK") + mine.user + mine.system
 
 
 def throughput(workers: int, runs: int = 8, iterations: int | None = None) -> float:
@@ -125,12 +147,12 @@ def main() -> None:
     parser.add_argument("--run-seconds", type=float, default=1.0, help="length of a CPU-bound run")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, {load()}")
-    times = overhead_ms()
+    times, cpu = overhead_ms()
     print(
         f"overhead per no-op run (spec -> stored record): median {statistics.median(times):.1f} ms, "
         f"p90 {sorted(times)[int(0.9 * len(times))]:.1f} ms over {len(times)} runs after 20 unmeasured "
-        f"(target <= 20 ms); "
-        f"{load()}"
+        f"(target <= 20 ms); CPU per run (driver, forkserver, workers) "
+        f"{'?' if cpu is None else f'{cpu:.1f}'} ms; {load()}"
     )
     # CPU-bound: each run about --run-seconds of one core, so that the run's own work dominates what the
     # harness adds per run (tens of ms); 8 runs, 4 per worker with two, so both workers stay busy.
