@@ -5,6 +5,12 @@ import gc
 import os
 import sys
 
+# No tqdm bars from inside a run (transformers' GGUF conversion draws one): tqdm reads TQDM_* from the
+# environment once, when it is imported, which happens below. HF_HUB_DISABLE_PROGRESS_BARS=0 keeps them,
+# as in harness.worker.quiet_progress_bars.
+if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "1") == "1":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
 import numpy  # noqa: F401
 
 from harness.huge_pages import collapse_heap_in_background
