@@ -484,7 +484,7 @@ def _executor(args: argparse.Namespace, store: ResultStore, timeout: float | Non
         from harness.executors import LocalExecutor
 
         return LocalExecutor(store, workers=args.workers, timeout_s=timeout)
-    from harness.ray_executor import RayExecutor
+    from harness.ray_executor import RayExecutor, connection_failure
 
     try:
         return RayExecutor(
@@ -495,11 +495,7 @@ def _executor(args: argparse.Namespace, store: ResultStore, timeout: float | Non
             retries=args.retries,
         )
     except (ConnectionError, RuntimeError, ValueError) as err:
-        where = args.address or "this machine"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "Failed to connect" in first and not os.environ.get("RAY_AUTH_MODE"):
-            first += " (a cluster that wants a token needs RAY_AUTH_MODE=token and its token: see the README)"
-        raise UserError(f"--executor ray: cannot connect to the Ray cluster at {where}: {first}") from None
+        raise connection_failure(err, args.address or "this machine") from None
 
 
 def _param_text(cls: type) -> str:

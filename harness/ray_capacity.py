@@ -90,18 +90,15 @@ def cluster_nodes(address: str) -> list[dict[str, float]]:
         raise UserError(
             "--executor ray --address needs Ray, which is not installed: pip install 'logitbench[ray]'"
         ) from None
-    from harness.ray_executor import check_reachable
+    from harness.ray_executor import connect, connection_failure, live_nodes
 
     connected_here = not ray.is_initialized()
     try:
         if connected_here:
-            check_reachable(address)
-            os.environ.setdefault("RAY_DISABLE_DOCKER_CPUS_WARNING", "1")
-            ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False)
-        return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+            connect(address, log_to_driver=False)
+        return live_nodes()
     except (ConnectionError, RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"--executor ray: cannot connect to the Ray cluster at {address}: {first}") from None
+        raise connection_failure(err, address) from None
     finally:
         if connected_here and ray.is_initialized():
             ray.shutdown()

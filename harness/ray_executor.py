@@ -40,6 +40,7 @@ from typing import Any
 import ray
 import ray.exceptions
 
+from harness.errors import UserError
 from harness.executors import FORWARDED_ENV_PREFIXES, Executor, Queued, enqueue_ranked
 from harness.isolated_run import exit_text, node_options, run_isolated
 from harness.ray_capacity import request_of, runs_per_node
@@ -99,9 +100,7 @@ class RayExecutor(Executor):
         self.workers = workers
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            check_reachable(address)
-            os.environ.setdefault("RAY_DISABLE_DOCKER_CPUS_WARNING", "1")
-            ray.init(address=address, include_dashboard=False, logging_level="warning")
+            connect(address)
         self._cwd = str(Path.cwd())
         self._options = WorkerOptions(str(self.store.root), None, tuple(sys.path), _forwarded_env())
         self._pending: deque[Queued] = deque()
@@ -367,7 +366,7 @@ class RayExecutor(Executor):
         if now - self._cluster_checked < CLUSTER_REFRESH_S:
             return
         self._cluster_checked = now
-        self._nodes = [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+        self._nodes = live_nodes()
         cpus = sum(node.get("CPU", 0.0) for node in self._nodes)
         self._capacity = self.workers or max(1, int(cpus))
 
@@ -385,6 +384,27 @@ class RayExecutor(Executor):
             f"{need.memory_bytes / 2**30:g} GB of memory for {spec.task.name} at scale {spec.scale} "
             f"(nodes: {sizes})"
         )
+
+
+def connect(address: str | None, log_to_driver: bool = True) -> None:
+    """Join this process to the cluster at `address` (see RayExecutor), failing at once where nothing
+    answers at a `HOST:PORT` address."""
+    check_reachable(address)
+    os.environ.setdefault("RAY_DISABLE_DOCKER_CPUS_WARNING", "1")
+    ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=log_to_driver)
+
+
+def live_nodes() -> list[dict[str, float]]:
+    """The resources of each live node of the connected cluster (Ray's names: CPU, GPU, memory)."""
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
+
+def connection_failure(err: Exception, where: str) -> UserError:
+    """The one-line error for a cluster that could not be joined, with a hint where it may want a token."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "Failed to connect" in first and not os.environ.get("RAY_AUTH_MODE"):
+        first += " (a cluster that wants a token needs RAY_AUTH_MODE=token and its token: see the README)"
+    return UserError(f"--executor ray: cannot connect to the Ray cluster at {where}: {first}")
 
 
 def check_reachable(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
