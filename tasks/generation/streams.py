@@ -48,11 +48,6 @@ def cache_argument(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def last_logits_only(model: Any) -> dict[str, int]:
-    """The forward argument that computes the output head on the last position only, where there is one."""
-    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-
-
 def decoder_of(model: Any) -> Any:
     """The causal LM's decoder body (everything below the output head; its output is final-normed)."""
     return model.get_decoder()
