@@ -233,11 +233,16 @@ class GenerationTask(Task):
         )
         if self.expert or not self.offline:
             return keys
+        return (*keys, artifact_id("generation-expert", self.planned_expert_identity(), (self, method)))
+
+    def planned_expert_identity(self) -> dict[str, Any]:
+        """The fine-tuned expert's identity as a run builds it, for planning: the domain's training
+        examples are read once per task settings (the lm_distillation fusion plans with it too)."""
         settings = (type(self), json.dumps(asdict(self), sort_keys=True, default=str))
         if settings not in _PLANNED_EXPERTS:
             train = training_subset(self.domain().train, self.finetune_examples)
             _PLANNED_EXPERTS[settings] = self.expert_identity(self.the_prompt(), train)
-        return (*keys, artifact_id("generation-expert", _PLANNED_EXPERTS[settings], (self, method)))
+        return _PLANNED_EXPERTS[settings]
 
 
 # Planning a board asks for every run's artifact keys: each task's expert identity is worked out once.

@@ -278,22 +278,11 @@ class LMDistillationTask(Task):
             artifact_id("lm-distillation-teacher-cloze", self.cloze_identity(), parts),
         ]
         if self.second_source == GENERATION_EXPERT:
-            keys.append(artifact_id("generation-expert", self.planned_expert_identity(), parts))
+            # Its fine-tuned blocks are capped at the teacher's, read from a local teacher's config.json;
+            # the embedded SmolLM2 (30 blocks) and a hub id are taken as large enough.
+            expert = self.expert_builder(_config_blocks(self.teacher))
+            keys.append(artifact_id("generation-expert", expert.planned_expert_identity(), parts))
         return tuple(keys)
-
-    def planned_expert_identity(self) -> dict[str, Any]:
-        """The generation expert's identity as the run will build it, worked out once per settings (the
-        domain's training examples are read). The blocks it fine-tunes are capped at the teacher's, read
-        from a local teacher's config.json; the embedded SmolLM2 (30 blocks) and a hub id are taken as
-        large enough, which the embedded one is."""
-        from tasks.generation.expert import training_subset
-
-        generation = self.expert_builder(_config_blocks(self.teacher))
-        settings = json.dumps(generation.params(), sort_keys=True, default=str)
-        if settings not in _PLANNED_EXPERTS:
-            train = training_subset(generation.domain().train, generation.finetune_examples)
-            _PLANNED_EXPERTS[settings] = generation.expert_identity(generation.the_prompt(), train)
-        return _PLANNED_EXPERTS[settings]
 
     # --- the run ------------------------------------------------------------------------------------
 
@@ -417,10 +406,6 @@ class LMDistillationTask(Task):
             "student_parameters": parameter_count(student),
             "train_seconds": ctx.phases["train"],
         }
-
-
-# Planning a board asks every run for its artifact keys: each expert's identity is worked out once.
-_PLANNED_EXPERTS: dict[str, dict[str, Any]] = {}
 
 
 def _config_blocks(model: str) -> int | None:
