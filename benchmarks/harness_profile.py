@@ -29,6 +29,7 @@ os.environ["LOGITBENCH_PLUGIN_MODULES"] = "lb_diagnostics,harness_profile"
 DRIVER_ENV = "LOGITBENCH_PROFILE_DRIVER"
 
 import harness.executors as executors  # noqa: E402
+import harness.spare_process as spare_process  # noqa: E402
 import harness.store as store_module  # noqa: E402
 import harness.worker as worker  # noqa: E402
 from harness.registries import METHODS, TASKS  # noqa: E402
@@ -70,7 +71,7 @@ def _instrument() -> None:
     # driver (main thread and the executor's pump thread)
     timed(executors.LocalExecutor, "_enqueue", "driver: submit")
     timed(executors.LocalExecutor, "_launch", "pump: launch (spare handoff + send)")
-    timed(executors.LocalExecutor, "_worker", "pump:   take spare (waits for a fork under way)")
+    timed(spare_process.SpareProcess, "_take", "pump:   take spare (waits for a fork under way)")
     timed(executors.LocalExecutor, "_start_worker", "fork: start a worker process")
     timed(executors.LocalExecutor, "_reap", "pump: reap (ack, record read)")
     timed(executors.LocalExecutor, "_record_of", "pump:   read the stored record")

@@ -38,6 +38,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from harness.forkserver_main import MAIN_ENV, announcement
+from harness.spare_process import SpareProcess
 from harness.spec import RunSpec
 from harness.store import InvalidRecordError, Record, ResultStore, Version
 from harness.worker import (
@@ -201,9 +202,7 @@ class LocalExecutor(Executor):
         self._gpus_by_kind: dict[tuple[str, str], int] = {}
         # A worker forked ahead of the next run, so a run does not wait for the fork of a process that
         # holds the preloaded libraries (~20 ms here); runs still each get a fresh process.
-        self._spare: tuple[Any, Any] | None = None
-        self._forking: threading.Thread | None = None  # starts the spare without holding up the pump
-        self._spare_lock = threading.Lock()  # guards _spare; the forking thread takes only this one
+        self._spare = SpareProcess(self._start_worker)
         self._lock = threading.Lock()
         self._forkserver_checked = False
         self._wake_r, self._wake_w = self._mp.Pipe(duplex=False)
@@ -256,13 +255,7 @@ class LocalExecutor(Executor):
         self._pump.join(timeout=30)
         for run in list(self._running.values()):
             run.process.join(timeout=5)
-        if self._forking is not None:
-            self._forking.join(timeout=30)
-        with self._spare_lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            spare[0].kill()
-            spare[0].join(timeout=5)
+        self._spare.close()
 
     def _start_worker(self) -> tuple[Any, Any]:
         """A worker process waiting for its run on a pipe: (process, the executor's end)."""
@@ -277,42 +270,14 @@ class LocalExecutor(Executor):
             theirs.close()
         return process, ours
 
-    def _worker(self) -> tuple[Any, Any]:
-        """The spare when it is ready and alive, else a worker started now. Called under the lock."""
-        if self._forking is not None:  # a fork under way ends sooner than a new one (the forkserver does
-            self._forking.join()  # one at a time)
-        with self._spare_lock:
-            spare, self._spare = self._spare, None
-        if spare is not None and spare[0].exitcode is None:
-            return spare
-        if spare is not None:
-            spare[1].close()
-        return self._start_worker()
-
     def _keep_spare(self) -> None:
-        """Fork the next run's worker, on a thread of its own (a start takes as long as the fork), while
-        this run goes on; not once the executor is stopping or has nothing to do. Called under the lock."""
-        busy = self._forking is not None and self._forking.is_alive()
-        if busy or self._spare is not None or self._stop or self._cancelled:
-            return
-        if not (self._running or self._pending):
+        """Fork the next run's worker while this run goes on; not once the executor is stopping or has
+        nothing to do. Called under the lock."""
+        if self._stop or self._cancelled or not (self._running or self._pending):
             return
         if len(self._running) >= (os.cpu_count() or 1):  # no idle core: a fork now would slow the runs
             return  # (2 workers x 2 cores: 1.67x -> 1.33x over one worker with a spare forked anyway)
-
-        def fork() -> None:
-            try:
-                worker = self._start_worker()
-            except Exception:  # the next launch starts one itself, and records why if that fails too
-                return
-            with self._spare_lock:
-                if self._spare is None and not self._stop:
-                    self._spare = worker
-                    return
-            worker[0].kill()
-
-        self._forking = threading.Thread(target=fork, name="logitbench-spare", daemon=True)
-        self._forking.start()
+        self._spare.fork_ahead()
 
     def _options(self, gpus: tuple[str, ...]) -> WorkerOptions:
         """A run's worker options: its own GPUs, or none visible ("") beside runs that hold them."""
@@ -355,12 +320,7 @@ class LocalExecutor(Executor):
             run_id = uuid.uuid4().hex
             message = (spec.to_json(), run_id, self._options(gpus), queued.expected)
             try:
-                process, conn = self._worker()
-                try:
-                    conn.send(message)
-                except OSError:  # the spare died in between: a new worker
-                    process, conn = self._start_worker()
-                    conn.send(message)
+                process, conn = self._spare.send(message)
             except Exception as err:  # e.g. the forkserver could not start: a failed record, the pump goes on
                 self._free_slots.append(slot)
                 self._release_gpus(gpus)

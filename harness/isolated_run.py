@@ -27,7 +27,6 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-import threading
 import time
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 from harness import worker
 from harness.forkserver_main import MAIN_ENV, announcement
 from harness.registries import METHODS, TASKS
+from harness.spare_process import SpareProcess
 from harness.spec import RunSpec
 from harness.store import ResultStore
 from harness.worker import SYS_PATH_ENV, WorkerOptions, build_record, run_spec, utc_now
@@ -45,9 +45,7 @@ EXIT_WAIT_S = 5.0  # how long a run process that closed its pipe unasked may tak
 _PR_SET_PDEATHSIG = 1
 
 _started_with: WorkerOptions | None = None
-_spare: tuple[Any, Connection] | None = None  # the next run's process, waiting for its spec
-_forking: threading.Thread | None = None  # forks the spare while this Ray worker waits for its next task
-_spare_lock = threading.Lock()
+_spare: SpareProcess | None = None  # the next run's process, forked while this Ray worker waits for a task
 
 
 def node_options(options: WorkerOptions, gpu: str | None) -> WorkerOptions:
@@ -62,16 +60,10 @@ def run_isolated(
     spec_json: dict[str, Any], run_id: str, options: WorkerOptions, timeout_s: float | None, cwd: str
 ) -> dict[str, Any]:
     """Run the spec in a fresh process and return its outcome (see the module docstring)."""
-    context = _forkserver(options)
+    spare = _run_processes(options)
     message = (spec_json, run_id, options, cwd)
     started_at, start = utc_now(), time.monotonic()
-    process, conn = _worker(context)
-    try:
-        conn.send(message)
-    except OSError:  # the spare died in between: a new process
-        conn.close()
-        process, conn = _start_worker(context)
-        conn.send(message)
+    process, conn = spare.send(message)
     data, died = None, False
     try:
         data, timed_out = _receive(conn, process, None if timeout_s is None else start + timeout_s)
@@ -84,7 +76,7 @@ def run_isolated(
             if process.exitcode is None:
                 process.kill()
             process.join()
-    _keep_spare(context)
+    spare.fork_ahead()  # after a run, not during one: a fork beside a run slows it
     if data is not None:
         return {"kind": "record", "data": data}
     elapsed = time.monotonic() - start
@@ -123,24 +115,26 @@ def _receive(conn: Connection, process: Any, deadline: float | None) -> tuple[di
     return None, not ready
 
 
-def _forkserver(options: WorkerOptions) -> Any:
-    """This process's forkserver context; the first call sets what the forkserver imports and inherits
-    (the driver's forwarded environment: plugins; the node's import path; this process's main script, see
-    harness/forkserver_main.py) and forks the first spare, which waits for the forkserver's imports."""
-    global _started_with
+def _run_processes(options: WorkerOptions) -> SpareProcess:
+    """This process's run processes, forked from its forkserver; the first call sets what the forkserver
+    imports and inherits (the driver's forwarded environment: plugins; the node's import path; this
+    process's main script, see harness/forkserver_main.py) and forks the first spare, which waits for the
+    forkserver's imports."""
+    global _started_with, _spare
     context = mp.get_context("forkserver")
     if _started_with is None:
         os.environ.update(options.env)
         os.environ[SYS_PATH_ENV] = os.pathsep.join(options.sys_path)  # read by harness.preload
         os.environ[MAIN_ENV] = announcement()
         context.set_forkserver_preload(PRELOAD)
+        _spare = SpareProcess(lambda: _start_worker(context))
         try:
-            _keep_spare(context)  # forked only once the imports are done, so the first run's timeout
-            _forking.join()  # does not count them
+            _spare.fork_ahead()  # forked only once the imports are done, so the first run's timeout
+            _spare.wait()  # does not count them
         finally:
             os.environ.pop(MAIN_ENV, None)  # the forkserver has it; nothing else needs it
         _started_with = options
-    return context
+    return _spare  # type: ignore[return-value]  # set on the first call
 
 
 def _start_worker(context: Any) -> tuple[Any, Connection]:
@@ -152,44 +146,6 @@ def _start_worker(context: Any) -> tuple[Any, Connection]:
     finally:
         theirs.close()
     return process, ours
-
-
-def _worker(context: Any) -> tuple[Any, Connection]:
-    """The spare when it is alive (waiting for the fork under way: it ends sooner than a new one would),
-    else a process started now."""
-    global _spare
-    if _forking is not None:
-        _forking.join()
-    with _spare_lock:
-        spare, _spare = _spare, None
-    if spare is not None and spare[0].exitcode is None:
-        return spare
-    if spare is not None:
-        spare[1].close()
-    return _start_worker(context)
-
-
-def _keep_spare(context: Any) -> None:
-    """Fork the next run's process on a thread of its own, so that it is ready by the time this Ray worker
-    gets its next task (it is forked after a run, not during one: a fork beside a run slows it)."""
-    global _forking
-    if _spare is not None or (_forking is not None and _forking.is_alive()):
-        return
-
-    def fork() -> None:
-        global _spare
-        try:
-            started = _start_worker(context)
-        except Exception:  # the next run starts one itself, and says why if that fails too
-            return
-        with _spare_lock:
-            if _spare is None:
-                _spare = started
-                return
-        started[0].kill()
-
-    _forking = threading.Thread(target=fork, name="logitbench-spare", daemon=True)
-    _forking.start()
 
 
 def _spare_main(conn: Connection) -> None:

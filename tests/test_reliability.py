@@ -216,14 +216,14 @@ def test_runs_start_on_a_spare_worker_yet_each_gets_a_fresh_process(tmp_path, mo
 
         assert run(0) == "ok"
         deadline = time.monotonic() + 30
-        while executor._spare is None:  # forked on a thread while the first run went on
+        while executor._spare.ready is None:  # forked on a thread while the first run went on
             assert time.monotonic() < deadline, "no spare worker was started"
             time.sleep(0.05)
-        executor._spare[0].kill()
-        executor._spare[0].join()
+        executor._spare.ready[0].kill()
+        executor._spare.ready[0].join()
         assert [run(seed) for seed in (1, 2, 3)] == ["ok", "ok", "ok"]
     finally:
         executor.shutdown()
     pids = [line.split()[2] for line in log.read_text().splitlines() if line.startswith("start")]
     assert len(pids) == 4 and len(set(pids)) == 4, pids
-    assert executor._spare is None, "shutdown leaves no spare behind"
+    assert executor._spare.ready is None, "shutdown leaves no spare behind"
