@@ -4,6 +4,11 @@
 2. a fully cached rerun of `quick`: wall seconds of `logitbench run quick`, interpreter start included;
 3. parallel throughput: CPU-bound runs (~1 s each) with two workers against one, as the median ratio of
    back-to-back pairs, and the same for short runs (~0.14 s), where the harness's cost per run shows.
+   The ratio is split into the harness's part (how much of the workers' time the runs fill, from each
+   run's own record) and the machine's part (how much slower a run is beside another than alone), and
+   the same work in plain processes is timed in the same pairs. On this project's shared VMs one core's
+   speed alone varies about 2x from second to second (its host core is shared), so a ratio of two wall
+   times taken seconds apart is mostly that; the harness's part is measured within one batch and holds.
 Each line ends with the machine's load average: on a shared machine only the ratios within one line
 compare.
 
@@ -13,6 +18,7 @@ Usage: python benchmarks/harness_perf.py [--results DIR]   (runs `quick` first i
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import statistics
 import subprocess
@@ -20,7 +26,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "plugins"))
@@ -73,23 +82,79 @@ def _tree_cpu_seconds() -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK") + mine.user + mine.system
 
 
-def throughput(workers: int, runs: int = 8, iterations: int | None = None) -> float:
-    """Runs per second of `runs` diag-busy runs (pure-Python loops, one thread each) on `workers` workers,
-    from the first submit to the last record."""
+@dataclass
+class Batch:
+    """One measured batch: its workers, its wall time from the first submit to the last record, and each
+    run's (start, end) in seconds after the first submit, from the run's own record."""
+
+    workers: int
+    wall: float
+    runs: list[tuple[float, float]]
+
+    @property
+    def rate(self) -> float:
+        return len(self.runs) / self.wall
+
+    @property
+    def busy_share(self) -> float:
+        """The share of the workers' time spent inside runs: what the harness leaves to the runs."""
+        return sum(end - start for start, end in self.runs) / (self.workers * self.wall)
+
+    @property
+    def mean_run(self) -> float:
+        return statistics.fmean(end - start for start, end in self.runs)
+
+    @property
+    def tail_idle_share(self) -> float:
+        """The share of the workers' time left idle at the end, once one worker had no run left: every
+        worker but the last one's is idle from its last run's end (with 2 workers, the latest end among
+        the runs but the last-ending one)."""
+        ends = sorted(end for _, end in self.runs)
+        if self.workers < 2 or len(ends) < 2:
+            return 0.0
+        return sum(self.wall - end for end in ends[-self.workers : -1]) / (self.workers * self.wall)
+
+
+def throughput(workers: int, runs: int = 8, iterations: int | None = None) -> Batch:
+    """`runs` diag-busy runs (pure-Python loops, one thread each) on `workers` workers, from the first
+    submit to the last record."""
     task, method = TASKS.get("diag/echo"), METHODS.get("diag-busy")
     params = {} if iterations is None else {"iterations": iterations}
     with tempfile.TemporaryDirectory() as tmp:
         executor = LocalExecutor(ResultStore(tmp), workers=workers)  # specs run with 1 thread by default
         executor.submit(make_spec(task, method, -1, "cpu", method_params={"iterations": 10})).result()
-        start = time.perf_counter()
+        wall_clock, start = time.time(), time.perf_counter()
         futures = [
             executor.submit(make_spec(task, method, s, "cpu", method_params=params)) for s in range(runs)
         ]
-        for f in futures:
-            assert f.result().status == "ok"
+        records = [f.result() for f in futures]
         elapsed = time.perf_counter() - start
         executor.shutdown()
-    return runs / elapsed
+    spans = []
+    for record in records:
+        assert record.status == "ok", record.data.get("error")
+        begun = datetime.fromisoformat(record.data["started_at"]).timestamp() - wall_clock
+        spans.append((begun, begun + record.data["wall_seconds"]))
+    return Batch(workers, elapsed, spans)
+
+
+def plain_throughput(workers: int, runs: int, iterations: int) -> float:
+    """Runs per second of the same work in `workers` plain forked processes, runs / workers each, with
+    no harness at all: what this machine itself gives two processes at this moment."""
+    busy = METHODS.get("diag-busy")(iterations=iterations)
+    context = mp.get_context("fork")
+    start = time.perf_counter()
+    processes = [context.Process(target=_score_times, args=(busy, runs // workers)) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    return runs / (time.perf_counter() - start)
+
+
+def _score_times(method: Any, times: int) -> None:
+    for seed in range(times):
+        method.score(seed)
 
 
 def busy_iterations(seconds: float) -> int:
@@ -105,19 +170,52 @@ def _timed(work: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def worker_ratio(
-    runs: int, iterations: int | None, repeats: int
-) -> tuple[list[float], list[float], list[float]]:
-    """(1-worker runs/s, 2-worker runs/s, their ratio) for `repeats` back-to-back pairs; the order within a
-    pair alternates, so a load that rises or falls during the measurement favours neither."""
-    ones, twos, ratios = [], [], []
+@dataclass
+class Pair:
+    """One worker against two on the same runs, back to back, through the harness and, where measured, in
+    plain processes. A ratio splits exactly into the harness's part and the machine's part:
+    rate2 / rate1 = (2 busy2 / busy1) x (run1 / run2), with busy the share of the workers' time spent
+    inside runs and run the mean run's length."""
+
+    one: Batch
+    two: Batch
+    plain: tuple[float, float] | None  # plain processes' runs/s, one and two
+
+    @property
+    def ratio(self) -> float:
+        return self.two.rate / self.one.rate
+
+    @property
+    def harness_part(self) -> float:
+        """The ratio two workers would give if a run took as long beside another as alone."""
+        return 2 * self.two.busy_share / self.one.busy_share
+
+    @property
+    def machine_part(self) -> float:
+        """How much longer a run took beside another than alone (inverted): below 1 when this VM's two
+        cores slow each other down (on this project's shared machines they do at times, by up to ~1.4x)."""
+        return self.one.mean_run / self.two.mean_run
+
+
+def worker_ratio(runs: int, iterations: int | None, repeats: int, plain: bool) -> list[Pair]:
+    """`repeats` back-to-back pairs; the order within a pair alternates, so a load that rises or falls
+    during the measurement favours neither. With `plain`, the same work in plain processes is measured
+    in between, one against two as well."""
+    pairs = []
     for repeat in range(repeats):
         order = (1, 2) if repeat % 2 == 0 else (2, 1)
-        rate = {w: throughput(w, runs, iterations) for w in order}
-        ones.append(rate[1])
-        twos.append(rate[2])
-        ratios.append(rate[2] / rate[1])
-    return ones, twos, ratios
+        batches, rates = {}, {}
+        for workers in order:
+            batches[workers] = throughput(workers, runs, iterations)
+            if plain and iterations is not None:
+                rates[workers] = plain_throughput(workers, runs, iterations)
+        pairs.append(Pair(batches[1], batches[2], (rates[1], rates[2]) if rates else None))
+    return pairs
+
+
+def figures(values: list[float], digits: int = 2) -> str:
+    """'median (each value)'."""
+    return f"{statistics.median(values):.{digits}f} ({', '.join(f'{v:.{digits}f}' for v in values)})"
 
 
 def cached_quick_seconds(results: Path) -> float:
@@ -157,20 +255,28 @@ def main() -> None:
     # CPU-bound: each run about --run-seconds of one core, so that the run's own work dominates what the
     # harness adds per run (tens of ms); 8 runs, 4 per worker with two, so both workers stay busy.
     iterations = busy_iterations(args.run_seconds)
-    ones, twos, ratios = worker_ratio(8, iterations, args.repeats)
+    pairs = worker_ratio(8, iterations, args.repeats, plain=True)
     print(
-        f"throughput on CPU-bound runs ({iterations:,} diag-busy iterations, ~{args.run_seconds:g} s each, "
-        f"8 runs, 1 thread a run): 1 worker {statistics.median(ones):.3f} runs/s, 2 workers "
-        f"{statistics.median(twos):.3f} runs/s, ratio median {statistics.median(ratios):.2f}x of "
-        f"{len(ratios)} pairs ({', '.join(f'{r:.2f}' for r in ratios)}) (target >= 1.85x on a quiet "
-        f"machine); {load()}"
+        f"CPU-bound runs ({iterations:,} diag-busy iterations, ~{args.run_seconds:g} s each, 8 runs, "
+        f"1 thread a run), medians of {len(pairs)} alternating pairs:\n"
+        f"  2 workers vs 1: {figures([p.ratio for p in pairs])}x (target >= 1.85x on a quiet machine); "
+        f"1 worker {statistics.median(p.one.rate for p in pairs):.3f} runs/s, 2 workers "
+        f"{statistics.median(p.two.rate for p in pairs):.3f} runs/s\n"
+        f"  the same work in 2 plain processes vs 1, no harness, in the same pairs: "
+        f"{figures([p.plain[1] / p.plain[0] for p in pairs if p.plain])}x\n"
+        f"  the harness's part, the ratio if a run took as long beside another as alone: "
+        f"{figures([p.harness_part for p in pairs], 3)}x; runs fill "
+        f"{statistics.median(p.one.busy_share for p in pairs):.1%} of 1 worker's time and "
+        f"{statistics.median(p.two.busy_share for p in pairs):.1%} of 2 workers' (idle at the end, "
+        f"once one worker has no run left: {statistics.median(p.two.tail_idle_share for p in pairs):.1%})\n"
+        f"  the machine's part, a run's length alone / beside another: "
+        f"{figures([p.machine_part for p in pairs], 3)}; {load()}"
     )
-    ones, twos, ratios = worker_ratio(8, None, args.repeats)
+    pairs = worker_ratio(8, None, args.repeats, plain=False)
     print(
-        f"throughput on short runs (diag-busy default, ~0.14 s each, 8 runs, where the harness's own cost "
-        f"per run shows): 1 worker {statistics.median(ones):.2f} runs/s, 2 workers "
-        f"{statistics.median(twos):.2f} runs/s, ratio median {statistics.median(ratios):.2f}x "
-        f"({', '.join(f'{r:.2f}' for r in ratios)}); {load()}"
+        f"short runs (diag-busy default, ~0.14 s each, 8 runs, where the harness's own cost per run shows): "
+        f"2 workers vs 1 {figures([p.ratio for p in pairs])}x, the harness's part "
+        f"{figures([p.harness_part for p in pairs])}x; {load()}"
     )
     print(
         f"fully cached rerun of quick: {cached_quick_seconds(args.results):.2f} s wall, interpreter start "
