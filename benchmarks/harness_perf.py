@@ -4,8 +4,9 @@
 2. a fully cached rerun of `quick`: wall seconds of `logitbench run quick`, interpreter start included;
 3. parallel throughput: CPU-bound runs (~1 s each) with two workers against one, as the median ratio of
    back-to-back pairs, and the same for short runs (~0.14 s), where the harness's cost per run shows.
-   The ratio is split into the harness's part (how much of the workers' time the runs fill, from each
-   run's own record) and the machine's part (how much slower a run is beside another than alone), and
+   The ratio is split into the harness's part (how much of the workers' CPU capacity the runs' own CPU
+   time fills, from each run's record) and the machine's part (how much more CPU time the same run
+   takes beside another than alone), and
    the same work in plain processes is timed in the same pairs. On this project's shared VMs one core's
    speed alone varies about 2x from second to second (its host core is shared), so a ratio of two wall
    times taken seconds apart is mostly that; the harness's part is measured within one batch and holds.
@@ -84,25 +85,28 @@ def _tree_cpu_seconds() -> float | None:
 
 @dataclass
 class Batch:
-    """One measured batch: its workers, its wall time from the first submit to the last record, and each
-    run's (start, end) in seconds after the first submit, from the run's own record."""
+    """One measured batch: its workers, its wall time from the first submit to the last record, and from
+    each run's own record its (start, end) in seconds after the first submit and its CPU seconds."""
 
     workers: int
     wall: float
     runs: list[tuple[float, float]]
+    cpu: list[float]
 
     @property
     def rate(self) -> float:
         return len(self.runs) / self.wall
 
     @property
-    def busy_share(self) -> float:
-        """The share of the workers' time spent inside runs: what the harness leaves to the runs."""
-        return sum(end - start for start, end in self.runs) / (self.workers * self.wall)
+    def run_share(self) -> float:
+        """The share of the workers' CPU capacity (workers x wall) that went into the runs' own work: the
+        rest went to the harness (forks, teardowns, records, the driver) or stayed idle. CPU time, not
+        the runs' wall time, which also counts what the harness took from a run's core while it ran."""
+        return sum(self.cpu) / (self.workers * self.wall)
 
     @property
-    def mean_run(self) -> float:
-        return statistics.fmean(end - start for start, end in self.runs)
+    def mean_run_cpu(self) -> float:
+        return statistics.fmean(self.cpu)
 
     @property
     def tail_idle_share(self) -> float:
@@ -135,7 +139,7 @@ def throughput(workers: int, runs: int = 8, iterations: int | None = None) -> Ba
         assert record.status == "ok", record.data.get("error")
         begun = datetime.fromisoformat(record.data["started_at"]).timestamp() - wall_clock
         spans.append((begun, begun + record.data["wall_seconds"]))
-    return Batch(workers, elapsed, spans)
+    return Batch(workers, elapsed, spans, [r.data["cpu_seconds"] for r in records])
 
 
 def plain_throughput(workers: int, runs: int, iterations: int) -> float:
@@ -174,8 +178,8 @@ def _timed(work: Callable[[], object]) -> float:
 class Pair:
     """One worker against two on the same runs, back to back, through the harness and, where measured, in
     plain processes. A ratio splits exactly into the harness's part and the machine's part:
-    rate2 / rate1 = (2 busy2 / busy1) x (run1 / run2), with busy the share of the workers' time spent
-    inside runs and run the mean run's length."""
+    rate2 / rate1 = (2 share2 / share1) x (cpu1 / cpu2), with share the runs' share of the workers' CPU
+    capacity and cpu a run's mean CPU seconds."""
 
     one: Batch
     two: Batch
@@ -187,14 +191,14 @@ class Pair:
 
     @property
     def harness_part(self) -> float:
-        """The ratio two workers would give if a run took as long beside another as alone."""
-        return 2 * self.two.busy_share / self.one.busy_share
+        """The ratio two workers would give if a run took as much CPU time beside another as alone."""
+        return 2 * self.two.run_share / self.one.run_share
 
     @property
     def machine_part(self) -> float:
-        """How much longer a run took beside another than alone (inverted): below 1 when this VM's two
-        cores slow each other down (on this project's shared machines they do at times, by up to ~1.4x)."""
-        return self.one.mean_run / self.two.mean_run
+        """A run's CPU seconds alone / beside another: below 1 where the same work costs more CPU time
+        while the other core is busy (on this project's shared VMs it varies either way with the host)."""
+        return self.one.mean_run_cpu / self.two.mean_run_cpu
 
 
 def worker_ratio(runs: int, iterations: int | None, repeats: int, plain: bool) -> list[Pair]:
@@ -264,12 +268,12 @@ def main() -> None:
         f"{statistics.median(p.two.rate for p in pairs):.3f} runs/s\n"
         f"  the same work in 2 plain processes vs 1, no harness, in the same pairs: "
         f"{figures([p.plain[1] / p.plain[0] for p in pairs if p.plain])}x\n"
-        f"  the harness's part, the ratio if a run took as long beside another as alone: "
-        f"{figures([p.harness_part for p in pairs], 3)}x; runs fill "
-        f"{statistics.median(p.one.busy_share for p in pairs):.1%} of 1 worker's time and "
-        f"{statistics.median(p.two.busy_share for p in pairs):.1%} of 2 workers' (idle at the end, "
+        f"  the harness's part, the ratio if a run cost as much CPU time beside another as alone: "
+        f"{figures([p.harness_part for p in pairs], 3)}x; the runs' own CPU time fills "
+        f"{statistics.median(p.one.run_share for p in pairs):.1%} of 1 worker's time and "
+        f"{statistics.median(p.two.run_share for p in pairs):.1%} of 2 workers' (idle at the end, "
         f"once one worker has no run left: {statistics.median(p.two.tail_idle_share for p in pairs):.1%})\n"
-        f"  the machine's part, a run's length alone / beside another: "
+        f"  the machine's part, a run's CPU seconds alone / beside another: "
         f"{figures([p.machine_part for p in pairs], 3)}; {load()}"
     )
     pairs = worker_ratio(8, None, args.repeats, plain=False)

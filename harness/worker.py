@@ -224,7 +224,7 @@ def pick_device(gpu: str | None) -> str:
 def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: str) -> dict[str, Any]:
     """Run `spec` in this process and return its record (not yet written)."""
     started_at = utc_now()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     status, metrics, error = "failed", {}, None
     device = "cpu"
     ctx: RunContext | None = None
@@ -286,6 +286,7 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
         threads=spec.threads,
         warnings=warnings,
         samples=samples,
+        cpu_seconds=time.process_time() - cpu_start,
     )
 
 
@@ -345,7 +346,11 @@ def build_record(
     threads: int = 1,
     warnings: list[str] | None = None,
     samples: dict[str, Any] | None = None,
+    cpu_seconds: float | None = None,
 ) -> dict[str, Any]:
+    """A run's record. `cpu_seconds` is the CPU time of the run's process over the run, all its threads
+    together (None where the run's process is gone): below `wall_seconds` x threads when the run waited,
+    for its data or for a core that something else held."""
     record = {
         "schema": RECORD_SCHEMA,
         "key": spec.key,
@@ -358,6 +363,7 @@ def build_record(
         "details": details or {},
         "warnings": warnings or [],
         "wall_seconds": wall_seconds,
+        "cpu_seconds": cpu_seconds,
         "peak_memory_mb": _peak_memory_mb(),
         "device": device,
         "threads": threads,

@@ -54,3 +54,22 @@ def test_workers_never_rerun_the_main_script_and_return_the_stored_record(tmp_pa
     # Only the driver ran the script: before harness/forkserver_main.py, each of the 3 workers (and each
     # spare) ran it again on start.
     assert len(log.read_text().splitlines()) == 1, log.read_text()
+
+
+def test_a_record_says_how_much_of_its_wall_time_the_run_was_on_a_core(tmp_path: Path) -> None:
+    """`cpu_seconds` is the run's own CPU time: about its wall time for a busy loop, near none for a run
+    that sleeps (what harness_perf splits a 2-worker ratio with)."""
+    from harness.executors import LocalExecutor
+    from harness.registries import METHODS, TASKS
+    from harness.spec import make_spec
+    from harness.store import ResultStore
+
+    executor = LocalExecutor(ResultStore(tmp_path), workers=1)
+    task = TASKS.get("diag/echo")
+    busy = make_spec(task, METHODS.get("diag-busy"), 0, "cpu", {}, {"iterations": 2_000_000})
+    asleep = make_spec(task, METHODS.get("diag-sleep"), 0, "cpu", {}, {"seconds": 0.4})
+    records = [executor.submit(spec).result(timeout=120).data for spec in (busy, asleep)]
+    executor.shutdown()
+    (busy_cpu, busy_wall), (sleep_cpu, sleep_wall) = [(r["cpu_seconds"], r["wall_seconds"]) for r in records]
+    assert 0.5 * busy_wall < busy_cpu <= busy_wall + 0.01
+    assert sleep_wall >= 0.4 and 0 <= sleep_cpu < 0.1
