@@ -20,7 +20,7 @@ from methods.mcq.anchored import edit_value_vectors
 from methods.mcq.debiasing import ContextualCalibration, CyclicPermutation, PriDe, ZeroShot
 from tasks.mcq import attention
 from tasks.mcq.anatomy import anatomy
-from tasks.mcq.lens import anchoring_scores, layer_curve, letter_direction, trace
+from tasks.mcq.lens import anchoring_scores, flagged_neurons, layer_curve, letter_direction, trace
 from tasks.mcq.metrics import mcq_metrics
 from tasks.mcq.prompts import TEMPLATES, prompt_template
 from tasks.mcq.protocol import divide_prior, softmax
@@ -425,21 +425,34 @@ def test_logit_lens_matches_a_direct_computation(tiny):
 # --- the edits --------------------------------------------------------------------------------------
 
 
+def transformer_lens_unembedding(kind: str, model) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """(dim, vocab) W_U as the paper's notebook loads it, in TransformerLens's own order of steps: fold
+    the final norm's weight into W_U (and, for LayerNorm, centre each column over d_model), then centre
+    over the vocabulary (`center_unembed`)."""
+    norm = model.transformer.ln_f if kind == "gpt2" else model.model.norm
+    w_u = model.lm_head.weight.detach().T * norm.weight.detach()[:, None]
+    if kind == "gpt2":
+        w_u = w_u - w_u.mean(dim=0, keepdim=True)
+    return w_u - w_u.mean(dim=-1, keepdim=True)
+
+
 def test_value_vector_update_changes_exactly_the_chosen_row(tiny):
     import copy
 
-    _, _, model, tokenizer = tiny
+    kind, _, model, tokenizer = tiny
     edited = copy.deepcopy(model)
+    with torch.no_grad():  # a final norm weight that is not all ones, so that folding it in shows
+        anatomy(edited).final_norm.weight.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(0))
     scorer = Scorer(edited, tokenizer, 4, "cpu")
     before = {k: v.clone() for k, v in edited.state_dict().items()}
     edits = edit_value_vectors(scorer, questions(12), 10, -1e9, 1.0, 8.0, 1, False)
     (neuron,) = edits["neurons"]
     body = anatomy(edited)
-    unembed = body.unembedding.detach()
+    w_u = transformer_lens_unembedding(kind, edited)
     letters = scorer.letter_ids
-    correct = sum(share * unembed[letters["ABCD".index(c)]] for c, share in edits["correct_letters"].items())
+    correct = sum(share * w_u[:, letters["ABCD".index(c)]] for c, share in edits["correct_letters"].items())
     sign = 1.0 if neuron["mean_activation"] >= 0 else -1.0
-    expected_row = sign * (-1.0 * unembed[letters[0]] + 8.0 * correct)
+    expected_row = sign * (-1.0 * w_u[:, letters[0]] + 8.0 * correct)
     after = edited.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) == 1 and ("c_proj" in changed[0] or "down_proj" in changed[0])
@@ -450,6 +463,57 @@ def test_value_vector_update_changes_exactly_the_chosen_row(tiny):
     assert differs == [neuron["neuron"]]
     torch.testing.assert_close(rows_after[neuron["neuron"]] - rows_before[neuron["neuron"]], expected_row)
     assert neuron["layer"] == body.layers - 1, "the walk starts at the last layer"
+
+
+def test_neuron_detector_is_the_notebooks_on_its_transformer_lens_weights(tiny):
+    """`coefficient_dim_contribution_detector` of the notebook on one question, computed on the weights
+    as TransformerLens processes them (centred W_out and b_out for LayerNorm, folded and centred W_U and
+    b_U, the final norm without its weight) against `flagged_neurons` on the raw checkpoint."""
+    import copy
+
+    kind, _, model, tokenizer = tiny
+    model = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(1)
+    body = anatomy(model)
+    with torch.no_grad():
+        body.final_norm.weight.uniform_(0.5, 2.0, generator=generator)
+        if kind == "gpt2":
+            body.final_norm.bias.normal_(0.0, 0.5, generator=generator)
+    scorer = Scorer(model, tokenizer, 4, "cpu")
+    question = next(q for q in questions(12) if q.answer)
+    traced = trace(scorer, body, [question])
+    layer = body.layers - 1
+    found = flagged_neurons(body, scorer, traced, np.array([0]), np.array([question.answer]), layer, 10, -1e9)
+
+    w_u = transformer_lens_unembedding(kind, model)
+    w_out = body.value_vectors(layer).detach()
+    if kind == "gpt2":
+        b_u = model.lm_head.weight.detach() @ body.final_norm.bias.detach()
+        b_u = b_u - b_u.mean()
+        b_out = body.mlp_out_bias(layer).detach()
+        w_out, b_out = w_out - w_out.mean(dim=-1, keepdim=True), b_out - b_out.mean()
+        eps = model.config.layer_norm_epsilon
+
+        def ln_final(x):  # type: ignore[no-untyped-def]
+            x = x - x.mean()
+            return x / (x.pow(2).mean() + eps).sqrt()
+    else:
+        b_u, b_out, eps = torch.zeros(w_u.shape[1]), torch.zeros(w_out.shape[1]), model.config.rms_norm_eps
+
+        def ln_final(x):  # type: ignore[no-untyped-def]
+            return x / (x.pow(2).mean() + eps).sqrt()
+
+    post = traced.neurons[0, layer]
+    top = (post.abs() * torch.linalg.vector_norm(w_out, ord=2, dim=1)).topk(10)
+    anchor, correct = scorer.letter_ids[0], scorer.letter_ids[question.answer]
+    gap = [
+        float(w_u[:, anchor] @ ln_final(post[i] * w_out[i] + b_out) + b_u[anchor])
+        - float(w_u[:, correct] @ ln_final(post[i] * w_out[i] + b_out) + b_u[correct])
+        for i in top.indices
+    ]
+    assert [f.neuron for f in found] == top.indices.tolist()
+    np.testing.assert_allclose([f.contribution for f in found], top.values.numpy(), rtol=1e-5)
+    np.testing.assert_allclose([f.anchoring for f in found], gap, atol=1e-4)
 
 
 def test_attention_swap_exchanges_the_two_weights_only():
@@ -512,8 +576,38 @@ class ContentScorer:
     def content(self, text: str) -> float:
         return (zlib.crc32(text.encode()) % 1000) / 250.0
 
-    def letter_logits(self, qs, hook=None):  # type: ignore[no-untyped-def]
-        return np.array([[self.content(c) for c in q.choices] for q in qs]) + self.log_prior
+    def letter_logits(self, qs, hook=None, log_probabilities=False):  # type: ignore[no-untyped-def]
+        logits = np.array([[self.content(c) for c in q.choices] for q in qs]) + self.log_prior
+        if not log_probabilities:
+            return logits
+        # Over a whole vocabulary the letters hold a share of the mass that depends on the question.
+        share = np.array([[0.1 + self.content(q.question) / 5.0] for q in qs])
+        return np.log(softmax(logits) * share)
+
+
+class ContentFreeScorer:
+    """A stand-in model with given whole-vocabulary letter probabilities per content-free text."""
+
+    options = 4
+
+    def __init__(self, probabilities: dict[str, list[float]]) -> None:
+        self.probabilities = probabilities
+
+    def letter_logits(self, qs, hook=None, log_probabilities=False):  # type: ignore[no-untyped-def]
+        log_p = np.log([self.probabilities[q.question] for q in qs])
+        return log_p if log_probabilities else log_p + 7.0  # logits: plus each row's log-normaliser
+
+
+def test_contextual_calibration_averages_the_whole_vocabulary_probabilities():
+    """The official `get_p_content_free`: each input's label probabilities (not normalised over the
+    labels) averaged over the inputs, then normalised: (0.51, 0.41, 0.26, 0.16) / 1.34 here, where
+    normalising each input first would give (0.3611, 0.2778, 0.1991, 0.1620)."""
+    scorer = ContentFreeScorer(
+        {"N/A": [0.2, 0.1, 0.05, 0.05], "[MASK]": [0.01] * 4, "": [0.3, 0.3, 0.2, 0.1]}
+    )
+    method = ContextualCalibration()
+    method.fit(scorer, [])  # type: ignore[arg-type]
+    np.testing.assert_allclose(method.prior_, np.array([0.51, 0.41, 0.26, 0.16]) / 1.34, atol=1e-12)
 
 
 def test_calibration_methods_are_identities_under_a_uniform_prior():

@@ -2,6 +2,12 @@
 update those MLP value vectors or recalibrate those attention heads. Fitted on the calibration split,
 applied to a copy of the model, evaluated on the test split.
 
+Followed: ruizheliUOA/Anchored_Bias_GPT2 at 203ece453f3cc2124e40b4d957e052f5e092c114,
+`demos/mitigate_mlp.ipynb` (`mlp_lens_detector`, `coefficient_dim_contribution_detector`, `fix_mlp` and
+its walk over the layers), on its TransformerLens model (fold_ln, center_writing_weights, center_unembed):
+see tasks/mcq/lens.py for the quantities that processing changes. The repository has no attention
+notebook at that commit (its only demo is the MLP one): the swap follows the paper's description.
+
 Choices the paper's per-question demo leaves open, made here for a held-out evaluation:
 - The detector runs on the calibration questions the model anchors on (gold is not "A", the model says
   "A"); contributions and lens differences are their means. The "correct" unembedding in the update is the
@@ -17,7 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,23 +52,25 @@ def edit_value_vectors(
     anchored_only: bool,
 ) -> dict[str, Any]:
     """Walk the layers last to first and update the first flagged neuron of each:
-    W_out[i] <- W_out[i] + s * (-alpha_anchor * W_U[" A"] + alpha_correct * W_U[correct]), edits
-    scorer.model. s is the sign of the neuron's mean activation: GPT-2's GELU neurons that carry the
-    anchor fire positive (s = 1, the paper's formula), while a Llama's gated SiLU neuron may carry it with
-    a negative activation, and the unsigned update would then push towards " A"."""
+    W_out[i] <- W_out[i] + s * (-alpha_anchor * W_U[:, " A"] + alpha_correct * W_U[:, correct]), edits
+    scorer.model. W_U is the notebook's TransformerLens unembedding (`processed_unembedding`: the final
+    norm's weight folded in, centred); adding it to the raw W_out[i] is the notebook's edit of the centred
+    TransformerLens W_out[i], as every reader of the residual stream centres its input (LayerNorm) or
+    TransformerLens left W_out raw (RMSNorm). s is the sign of the neuron's mean activation: GPT-2's GELU
+    neurons that carry the anchor fire positive (s = 1, the notebook's formula), while a Llama's gated
+    SiLU neuron may carry it with a negative activation, and the unsigned update would then push towards
+    " A"."""
     import torch
 
     from tasks.mcq.anatomy import anatomy
-    from tasks.mcq.lens import flagged_neurons, trace
+    from tasks.mcq.lens import flagged_neurons, processed_unembedding, trace
 
     body = anatomy(scorer.model)
     traced = trace(scorer, body, calibration)
     gold = np.array([q.answer for q in calibration])
     rows = fit_rows(traced.logits, gold, anchored_only)
-    ids = torch.tensor(scorer.letter_ids)
-    unembed = body.unembedding.detach()
-    anchor = unembed[ids[0]]
-    correct = unembed[ids[torch.from_numpy(gold[rows])]].mean(dim=0)
+    letters = processed_unembedding(body, scorer.letter_ids)  # (options, dim)
+    anchor, correct = letters[0], letters[torch.from_numpy(gold[rows])].mean(dim=0)
     neurons = []
     for layer in reversed(range(body.layers)):
         found = flagged_neurons(body, scorer, traced, rows, gold, layer, top_neurons, gap_threshold)
@@ -72,7 +80,8 @@ def edit_value_vectors(
         sign = 1.0 if pick.activation >= 0 else -1.0
         update = sign * (-alpha_anchor * anchor + alpha_correct * correct)
         with torch.no_grad():
-            body.value_vectors(layer)[pick.neuron] += update
+            row = body.value_vectors(layer)[pick.neuron]
+            row += update.to(row.device, row.dtype)
         neurons.append(
             {
                 "layer": layer,
@@ -207,6 +216,8 @@ class _AttentionSwap(_Anchored):
 class AnchorMLP(_ValueVectorEdit):
     """Value-vector update of the neurons the logit lens flags as writing " A"."""
 
+    version: ClassVar[str] = "2"  # the notebook's TransformerLens W_U and centred W_out norms
+
 
 @register_method("anchor-attn")
 @dataclass(kw_only=True)
@@ -218,6 +229,8 @@ class AnchorAttn(_AttentionSwap):
 @dataclass(kw_only=True)
 class AnchorMLPAttn(_AttentionSwap, _ValueVectorEdit):
     """Both: value vectors first, then the heads found on the edited model."""
+
+    version: ClassVar[str] = "2"  # as anchor-mlp
 
     def edit(self, edited: Scorer, calibration: Sequence[Question]) -> dict[str, Any]:
         return {

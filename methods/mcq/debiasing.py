@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -59,7 +60,17 @@ class PriDe(PositionPriorDivision):
     """Prior estimation debiasing (Zheng et al., ICLR 2024). Under cyclic shifts each option visits each
     position once, so the mean over shifts of log P_observed(position i) is the log prior of position i
     up to a constant; the prior is its softmax, averaged over the calibration questions, and test
-    probabilities are divided by it (one pass a test question)."""
+    probabilities are divided by it (one pass a test question).
+
+    Followed: chujiezheng/LLM-MCQ-Bias at 2ae2f40c77006f7a00a4675bdfb30151c2406691, `code/debias_utils.py`
+    (`simple`: one sample's prior) and `code/debias_pride.py` (the samples' priors averaged; a test
+    question's scores log P - log prior). The same formula, held out on purpose: the official draws its
+    prior samples from the test questions themselves (5% of them, scored with the full permutation
+    average), here they come from the calibration split (`calibration_share` of it) and every test
+    question gets one pass. Logs clip at 1e-12 where the official adds 1e-10 (priors differ by under
+    1e-8). A letter's probability is the benchmark's shared one (one token form per letter,
+    `Scorer.letter_ids`), where the official's `eval_clm_utils.py` softmaxes over both forms (" A" and
+    "A") and adds them."""
 
     calibration_share: float = 1.0  # share of the calibration split used to estimate the prior
 
@@ -82,13 +93,22 @@ def by_position_of(observed: np.ndarray) -> np.ndarray:
 class ContextualCalibration(PositionPriorDivision):
     """Contextual calibration (Zhao et al., 2021): the letter distribution on content-free questions
     ("N/A", "[MASK]", empty: question and options alike) is the model's prior over positions; test
-    probabilities are divided by it. Needs no calibration data."""
+    probabilities are divided by it. Needs no calibration data.
 
+    Followed: tonyzhaozh/few-shot-learning at e04d8643be91c2cce63f33e07760ff75d5aa3ad0,
+    `run_classification.py` (`get_p_content_free`, `eval_accuracy` with mode "diagonal_W"): each label's
+    probability is its token's under the softmax over the whole vocabulary, averaged over the
+    content-free inputs before it is normalised over the labels, so an input that puts more mass on the
+    letters weighs more (version 1 normalised each input over the letters first); a test question's
+    letter distribution times diag(1 / prior)."""
+
+    version: ClassVar[str] = "2"  # the official average of unnormalised content-free probabilities
     content_free: tuple[str, ...] = ("N/A", "[MASK]", "")
 
     def fit(self, scorer: Scorer, calibration: Sequence[Question]) -> None:
         blanks = [Question(text, (text,) * scorer.options, 0) for text in self.content_free]
-        self.prior_ = softmax(scorer.letter_logits(blanks)).mean(axis=0)
+        mass = np.exp(scorer.letter_logits(blanks, log_probabilities=True)).mean(axis=0)
+        self.prior_ = mass / mass.sum()
 
 
 @register_method("cloze")

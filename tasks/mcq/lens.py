@@ -4,7 +4,10 @@ The lens reads a vector written into the residual stream as if it were the final
 `lens(v)[tok] = W_U[tok] . norm_f(v) + b_U[tok]`. The anchoring score of a vector for a question is
 `lens(v)[" A"] - lens(v)[gold letter]` (papers.md, section 1). Differences between tokens do not depend on
 the constant shifts TransformerLens folds into its weights, so reading the raw checkpoint gives the same
-numbers as the paper's notebook.
+numbers as the paper's notebook (ruizheliUOA/Anchored_Bias_GPT2 at
+203ece453f3cc2124e40b4d957e052f5e092c114, `demos/mitigate_mlp.ipynb`). Two of its quantities do depend on
+that processing and are read as TransformerLens holds them: a value vector's norm (`flagged_neurons`)
+and the unembedding columns the value-vector update adds (`processed_unembedding`).
 """
 
 from __future__ import annotations
@@ -93,6 +96,32 @@ def letter_direction(body: Anatomy, scorer: Scorer, gold: np.ndarray) -> tuple[A
     return direction, bias[0] - bias[gold_index]
 
 
+def centres_writes(body: Anatomy) -> bool:
+    """Whether the model normalises with LayerNorm (GPT-2), whose every reader of the residual stream
+    subtracts the mean: TransformerLens then stores each writing weight less its mean over d_model
+    (`center_writing_weights`) and its folded W_U likewise (`fold_ln`); RMSNorm models get neither."""
+    import torch
+
+    return isinstance(body.final_norm, torch.nn.LayerNorm)
+
+
+def processed_unembedding(body: Anatomy, ids: Any) -> Any:
+    """(len(ids), dim) columns W_U[:, t] of the unembedding as the paper's notebook holds it: a
+    TransformerLens model loaded with fold_ln, center_writing_weights and center_unembed. Folding
+    multiplies each row u_t by the final norm's weight w; a LayerNorm model's columns are then centred
+    over d_model, and centring the unembedding subtracts the mean over the vocabulary:
+    c(w * (u_t - mean_t' u_t')), c the centring over d_model (the identity for RMSNorm). Followed:
+    TransformerLensOrg/TransformerLens at b8bfb53cd86f36c483406cb9934fe65d9555fb7f (2024-06, the notebook's
+    time), `HookedTransformer.fold_layer_norm` and `center_unembed`."""
+    import torch
+
+    unembed = body.unembedding.detach()
+    mean = unembed.mean(dim=0, dtype=torch.float32)  # (dim,) over the whole vocabulary
+    rows = unembed[torch.as_tensor(ids, device=unembed.device)].float() - mean
+    rows = rows * body.final_norm.weight.detach().float()
+    return (rows - rows.mean(dim=1, keepdim=True) if centres_writes(body) else rows).cpu()
+
+
 def anchoring_scores(body: Anatomy, vectors: Any, direction: Any, bias: Any) -> Any:
     """lens(v)[" A"] - lens(v)[gold] for vectors (questions, ..., dim) against per-question directions."""
     import torch
@@ -134,14 +163,17 @@ def flagged_neurons(
     gap_threshold: float = 4.0,
 ) -> list[NeuronFinding]:
     """The paper's detector on one layer: the `top` neurons by |a_i| * ||W_out[i]||, kept when their own
-    lens difference (" A" minus gold) exceeds `gap_threshold`; in contribution order."""
+    lens difference (" A" minus gold) exceeds `gap_threshold`; in contribution order. W_out[i] is the
+    value vector as the notebook's TransformerLens model holds it: less its mean over d_model when the
+    model normalises with LayerNorm (`centres_writes`)."""
     import torch
 
     values = body.value_vectors(layer).detach().float().cpu()  # (neurons, dim)
     bias = body.mlp_out_bias(layer)
     bias = torch.zeros(values.shape[1]) if bias is None else bias.detach().float().cpu()
     activations = traced.neurons[torch.from_numpy(rows), layer]  # (questions, neurons)
-    contribution = (activations.abs() * values.norm(dim=1)[None, :]).mean(dim=0)
+    norms = (values - values.mean(dim=1, keepdim=True) if centres_writes(body) else values).norm(dim=1)
+    contribution = (activations.abs() * norms[None, :]).mean(dim=0)
     best = contribution.topk(min(top, len(contribution))).indices
     written = activations[:, best, None] * values[best][None] + bias  # (questions, top, dim)
     direction, lens_bias = letter_direction(body, scorer, gold[rows])

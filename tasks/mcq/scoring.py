@@ -108,8 +108,11 @@ class Scorer:
             inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
             yield rows, {k: v.to(self.device) for k, v in inputs.items()}, letters.to(self.device)
 
-    def letter_logits(self, questions: Sequence[Question], hook: BatchHook | None = None) -> np.ndarray:
-        """(questions, options) logits of the option letters at each prompt's last position."""
+    def letter_logits(
+        self, questions: Sequence[Question], hook: BatchHook | None = None, log_probabilities: bool = False
+    ) -> np.ndarray:
+        """(questions, options) logits of the option letters at each prompt's last position; with
+        `log_probabilities`, their log-probabilities under the softmax over the whole vocabulary."""
         import torch
 
         out = np.zeros((len(questions), self.options), dtype=np.float64)
@@ -118,6 +121,8 @@ class Scorer:
             for rows, inputs, letters in self.batches(questions):
                 with hook(rows, letters) if hook else contextlib.nullcontext():
                     logits = self.model(**inputs, logits_to_keep=1).logits[:, -1]
+                if log_probabilities:
+                    logits = logits.float().log_softmax(dim=-1)
                 out[rows] = logits[:, letter_ids].double().cpu().numpy()
         return out
 
