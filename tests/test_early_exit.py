@@ -121,6 +121,43 @@ def test_pabee_exits_after_exactly_patience_unchanged_predictions():
     assert exits.tolist() == [3]  # layers 2, 3 and 4 agree: exit after layer 4 (index 3)
 
 
+def official_patience_exit(predictions: list[int], patience: int) -> int:
+    """0-based exit layer by the official PABEE counter (`AlbertModel.forward`, patience > 0): +1 when a
+    layer's argmax equals the previous layer's, back to 0 otherwise, exit when it reaches `patience`."""
+    counter, previous = 0, None
+    for layer, prediction in enumerate(predictions):
+        counter = counter + 1 if previous is not None and prediction == previous else 0
+        previous = prediction
+        if counter == patience:
+            return layer
+    return len(predictions) - 1
+
+
+def test_pabee_exit_layers_are_the_official_counters_on_random_predictions():
+    generator = torch.Generator().manual_seed(0)
+    predictions = torch.randint(0, 2, (8, 300), generator=generator)  # 8 layers, 300 examples, 2 classes
+    logits = torch.nn.functional.one_hot(predictions, 2).float()
+    for patience in (1, 2, 3, 6):
+        method = METHODS.get("pabee")(patience=patience)
+        exits = exit_layers(method, logits, torch.zeros(9, 300, 1), None, torch.zeros(8, 300)).tolist()
+        expected = [official_patience_exit(predictions[:, i].tolist(), patience) for i in range(300)]
+        assert exits == expected, patience
+
+
+def test_pabee_loss_weights_layer_i_by_i():
+    logits = torch.tensor([[[2.0, 0.0]], [[0.0, 1.0]], [[1.0, 1.0]]])  # 3 layers, 1 example, label 0
+    ce = [math.log(1 + math.exp(-2.0)), math.log(1 + math.exp(1.0)), math.log(2.0)]
+    loss = METHODS.get("pabee")().loss(logits, None, None, torch.tensor([0]))
+    assert float(loss) == pytest.approx((1 * ce[0] + 2 * ce[1] + 3 * ce[2]) / 6, rel=1e-6)
+
+
+def test_deebert_exits_when_the_entropy_in_nats_is_below_the_threshold():
+    logits = torch.log(torch.tensor([[[0.9, 0.1]]]))  # entropy -0.9 ln 0.9 - 0.1 ln 0.1 = 0.32508 nats
+    entropy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    assert METHODS.get("deebert")(entropy_threshold=entropy + 1e-4).exits_at(logits, None, None, None)[0]
+    assert not METHODS.get("deebert")(entropy_threshold=entropy - 1e-4).exits_at(logits, None, None, None)[0]
+
+
 def test_exit_rules_are_the_same_batched_and_one_by_one():
     torch.manual_seed(0)
     logits, states, uniforms = torch.randn(6, 20, 3), torch.randn(7, 20, 8), torch.rand(6, 20)

@@ -9,6 +9,12 @@ the sum of their CEs, the final layer's highway excluded, with the backbone out 
 is left exactly as the first stage made it. `training="joint"` keeps the earlier variant: everything at
 once on the mean CE over all layers.
 
+Exit (`BertEncoder.forward`, `entropy`): after layer i, exit with the highway's logits when their entropy
+-sum p ln p (nats) is below `entropy_threshold`, strictly; else the final classifier after the last layer.
+The official also tests the last layer's highway, one its training leaves untrained (its loss excludes
+it); here the last layer is always the final classifier. Its evaluation runs batch 1; here each example
+is its own.
+
 Left as in this benchmark's other methods: each exit head is one Linear on the task's pooled state (the
 official highway adds a copy of BERT's pooler before its dropout and Linear).
 """

@@ -1,5 +1,20 @@
 """PABEE (Zhou et al., 2020): layer i's loss weighted by i; exit once the argmax has stayed the same for
-`patience` consecutive layers."""
+`patience` consecutive layers.
+
+Followed: JetRunner/PABEE at 6080b3ee425e905f70a0bc47d4ddffa497851bf3, `pabee/modeling_albert.py` and
+`pabee/modeling_bert.py` (`AlbertModel.forward` / `BertModel.forward` and the classification heads'
+loss). The loss is sum_i i * CE_i / sum_i i over layers i = 1..L. The counter starts at 0 after layer 1,
+goes up by one at each layer whose argmax equals the layer before's and back to 0 otherwise; the model
+exits at the first layer where it reaches `patience`, i.e. once `patience` + 1 layers in a row agree
+(`patience` 6 exits after layer 7 at the earliest), else after the last layer. The official checks the
+batch as a whole (its inference script runs batch 1); here each example is its own. The official's
+`patience` 0 is a switch for "no early exit" (the last classifier); that is the full-depth method here,
+and `patience` 0 follows the counting rule (exit after layer 1).
+
+Left as in this benchmark's other early-exit heads (full-depth, DeeBERT), so that the exit rules are
+compared on the same heads: each layer's classifier is one Linear on the task's pooled state, where the
+official passes each layer's [CLS] state through the backbone's one pooler and, in training, a dropout.
+"""
 
 from __future__ import annotations
 
