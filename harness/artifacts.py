@@ -4,6 +4,9 @@ An artifact is keyed like a run, by the canonical JSON of whatever determines it
 builder runs under a file lock, so concurrent runs that need the same artifact wait for the first one.
 A local input path in the identity (a task's `path` or `teacher_checkpoint` parameter, as the run was
 given it) is keyed by the content digest of what it names, so an edited input gets a new artifact.
+A run with a thread count other than 1 (RunSpec.threads: float reductions split differently, so a trained
+teacher comes out slightly different) keeps its artifacts apart, in `<key>.threads-N`: what a 2-thread run
+built never stands in for what a 1-thread run would build, and the other way round.
 
 Each artifact's `.complete` marker lists every file with its size, mtime and sha256. Reusing an artifact
 costs a stat of each file; a file whose size or mtime changed is hashed, and an artifact whose content no
@@ -35,8 +38,10 @@ class ArtifactCache:
         root: Path,
         input_digests: dict[str, str] | None = None,
         warn: Callable[[str], None] | None = None,
+        threads: int = 1,
     ) -> None:
         self.root = Path(root)
+        self.threads = threads  # the run's torch/BLAS threads: part of every artifact's folder name
         # A run's local input paths, as its task was given them, -> their content digests.
         self.input_digests = dict(input_digests or {})
         self.warn = warn or (lambda message: None)
@@ -48,7 +53,7 @@ class ArtifactCache:
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def path(self, kind: str, identity: dict[str, Any]) -> Path:
-        return self.root / kind / self.key(kind, identity)
+        return self.root / kind / (self.key(kind, identity) + threads_suffix(self.threads))
 
     def get_or_build(self, kind: str, identity: dict[str, Any], build: Callable[[Path], None]) -> Path:
         """The artifact's folder; `build(folder)` fills a temporary folder that is renamed into place."""
@@ -143,6 +148,13 @@ def artifact_id(kind: str, identity: dict[str, Any], components: tuple[Any, ...]
         for name, digest in input_digests(type(component), params, "artifact"):
             digests[params[name]] = digest
     return f"{kind}/{ArtifactCache(Path(), digests).key(kind, identity)}"
+
+
+def threads_suffix(threads: int) -> str:
+    """What an artifact's folder name adds for a run of `threads` threads: nothing for 1 (the default, so
+    the folders of 1-thread runs read as before), `.threads-N` otherwise. The planner adds it to the keys
+    `Task.artifact_keys` lists, as the run's cache does."""
+    return "" if threads == 1 else f".threads-{threads}"
 
 
 def _by_content(value: Any, digests: dict[str, str]) -> Any:

@@ -7,7 +7,8 @@ path: editing a table makes a new key (the stale result is not reused), moving o
 is its own identity, as any other parameter.
 
 A folder's digest covers the relative path and content of every file under it, except names that start
-with a dot (`.git`, `.cache`: what loaders never read). Hashing a model folder takes seconds, so every
+with a dot (`.git`, `.cache`: what loaders never read); linked files and folders are followed, as loaders
+follow them. Hashing a model folder takes seconds, so every
 file's digest is kept in `$LOGITBENCH_CACHE/input-digests/` under its resolved path, with the size and
 modification time it had: a file whose size and mtime are unchanged is not read again. A process also
 remembers the digests it has seen: a file costs one stat a run when a board is planned, and a folder is
@@ -82,8 +83,18 @@ def _files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
             raise OSError(f"{root} is not a regular file or a folder")
         return [("", root, st)]
     out = []
-    for folder, subfolders, names in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+    # A linked folder is walked as loaders read it (class folders linked into an image set); one that is
+    # already on the way down from the root (a link cycle) is not entered again.
+    above: dict[str, frozenset[str]] = {str(root): frozenset({os.path.realpath(root)})}
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(d for d in subfolders if not d.startswith(".")):
+            sub = str(Path(folder) / name)  # as os.walk names it when it goes down
+            real = os.path.realpath(sub)
+            if real not in above[folder]:
+                above[sub] = above[folder] | {real}
+                kept.append(name)
+        subfolders[:] = kept
         for name in names:
             file = Path(folder) / name
             if name.startswith("."):

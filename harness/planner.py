@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.artifacts import MARKER
+from harness.artifacts import MARKER, threads_suffix
 from harness.leaderboard import PlannedRun
 from harness.spec import RunSpec
 from harness.store import ResultStore
@@ -180,6 +180,7 @@ def _artifact_keys(spec: RunSpec, artifacts_dir: Path) -> tuple[str, ...]:
         keys = task.artifact_keys(method, spec.seed, spec.scale)
     except Exception:
         return ()
+    keys = [k + threads_suffix(spec.threads) for k in keys]  # where the run's cache keeps them
     return tuple(k for k in dict.fromkeys(keys) if not (artifacts_dir / k / MARKER).exists())
 
 

@@ -241,7 +241,9 @@ def run_spec(spec: RunSpec, store: ResultStore, options: WorkerOptions, run_id: 
                     f"{ref.name} is version {cls.version} here, the spec asks for {ref.version}"
                 )
             _check_inputs_unchanged(ref)
-        artifacts = ArtifactCache(store.artifacts_dir, _input_paths(spec), warn=warnings.append)
+        artifacts = ArtifactCache(
+            store.artifacts_dir, _input_paths(spec), warn=warnings.append, threads=spec.threads
+        )
 
         def attempt() -> dict[str, float]:
             nonlocal ctx

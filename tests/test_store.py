@@ -101,6 +101,7 @@ def test_every_task_that_reads_a_local_file_declares_it():
         "tabular/table": ("path",),
         "auctions/file": ("path",),
         "poisoning/images": ("path", "test_path"),
+        "poisoning/hub": ("dataset",),  # a hub id, or a local folder of parquet files in the hub's layout
         "distillation/images": ("path", "teacher_checkpoint", "test_path"),
         "distillation/mnist-5k": ("asset_path", "teacher_checkpoint"),
         "mcq/file": ("model", "path"),
@@ -148,6 +149,27 @@ def test_a_folder_digest_covers_every_file_but_hidden_ones(tmp_path, monkeypatch
     assert changed != first
     (model / "sub" / "weights.bin").rename(model / "weights.bin")
     assert inputs.content_digest(model) != changed, "a file's place inside the folder is part of it"
+
+
+def test_a_folder_digest_follows_linked_folders_as_loaders_do_and_ends_on_a_link_cycle(tmp_path, monkeypatch):
+    """An image set whose class folders are links to elsewhere: the images the loader reads are keyed."""
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(inputs, "FOLDER_TRUST_S", 0.0)
+    cats = tmp_path / "raw" / "cats"
+    cats.mkdir(parents=True)
+    (cats / "a.png").write_bytes(b"\x00" * 10)
+    images = tmp_path / "images"
+    (images / "dogs").mkdir(parents=True)
+    (images / "dogs" / "b.png").write_bytes(b"\x01")
+    (images / "cats").symlink_to(cats, target_is_directory=True)
+    task, method = TASKS.get("poisoning/images"), METHODS.get("dpa")
+    first = make_spec(task, method, 0, "smoke", {"path": str(images)})
+    (cats / "a.png").write_bytes(b"\x02" * 10)
+    edited = make_spec(task, method, 0, "smoke", {"path": str(images)})
+    assert edited.key != first.key, "an image edited in a linked class folder makes a new key"
+    (cats / "back").symlink_to(images, target_is_directory=True)  # a cycle: walked once, not forever
+    (images / "dogs" / "again").symlink_to(images / "dogs", target_is_directory=True)
+    assert inputs.content_digest(images) == edited.task.inputs[0][1], "links back up add nothing"
 
 
 def test_digests_are_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
@@ -339,6 +361,31 @@ def test_a_copied_artifact_with_new_mtimes_is_hashed_once_not_rebuilt(tmp_path):
     os.utime(folder / "f", ns=(1, 1))
     assert cache.get_or_build("a", {}, lambda out: builds.append(1)) == folder and len(builds) == 1
     assert json.loads((folder / ".complete").read_text())["f"][1] == 1
+
+
+def test_an_artifact_built_with_another_thread_count_never_stands_in(
+    board_file, results, tmp_path, monkeypatch
+):
+    """Threads other than 1 are keyed (they move a trained model slightly), so are the artifacts their runs
+    build: a 1-thread run after a 2-thread one builds its own, and the planner looks where each keeps it."""
+    import lb_store_probe  # noqa: F401  (registers the probes in this process)
+
+    from harness.cli import main
+    from harness.planner import _artifact_keys
+
+    monkeypatch.setenv("LOGITBENCH_PLUGIN_MODULES", "lb_diagnostics,lb_store_probe")
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+    path = str(board_file("name: t\nseeds: [0]\ntasks: [probe/threads-artifact]\nmethods: [diag-constant]\n"))
+    assert main(["run", path, "--threads", "2", "--no-progress"]) == 0
+    store = ResultStore(results)
+    (two,) = (store.read(k) for k in store.all_keys())
+    one = make_spec(TASKS.get("probe/threads-artifact"), METHODS.get("diag-constant"), 0, "cpu")
+    assert _artifact_keys(two.spec, store.artifacts_dir) == (), "the 2-thread run's artifact is built"
+    assert len(_artifact_keys(one, store.artifacts_dir)) == 1, "a 1-thread run has none yet"
+    assert main(["run", path, "--no-progress"]) == 0
+    scores = {store.read(k).spec.threads: store.read(k).metric("score") for k in store.all_keys()}
+    assert scores == {2: 2.0, 1: 1.0}
+    assert _artifact_keys(one, store.artifacts_dir) == ()
 
 
 def test_a_write_fsyncs_the_record_before_its_rename_and_its_folder_after(tmp_path, monkeypatch):

@@ -249,6 +249,7 @@ class AnyHubPoisoningTask(HubPoisoningTask):
     """Any hub image set by id and field names (e.g. a GTSRB copy), or a local folder in the hub's layout."""
 
     description: ClassVar[str] = "any image set on the hub (dataset id, image and label fields, split names)"
+    local_inputs: ClassVar[tuple[str, ...]] = ("dataset",)  # a local folder enters the key by its content
     dataset: str
     image_field: str = "image"
     label_field: str = "label"

@@ -1,7 +1,8 @@
 """Probes for the result store's guarantees, loaded as a plugin module beside lb_diagnostics.
 
 `probe/file` reads a number from a local file (a declared local input), `probe/details` keeps values in
-`ctx.details` that JSON cannot hold, `probe/artifact` reads a number from a cached artifact, and the method
+`ctx.details` that JSON cannot hold, `probe/artifact` reads a number from a cached artifact,
+`probe/threads-artifact` the thread count of the run that built its artifact, and the method
 `probe-log` appends a line to a log file each time it starts and ends, so tests can count executions.
 """
 
@@ -16,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 from lb_diagnostics import DiagnosticMethod, EchoTask
 
+from harness.artifacts import artifact_id
 from harness.registries import register_method, register_task
 
 
@@ -58,6 +60,25 @@ class ArtifactTask(EchoTask):
             "probe-value", {"seed": ctx.seed}, lambda out: (out / "value.txt").write_text(f"{1.5 + ctx.seed}")
         )
         return {"score": float((folder / "value.txt").read_text()), "seconds": 0.0}
+
+
+@register_task("probe/threads-artifact")
+@dataclass(kw_only=True)
+class ThreadsArtifactTask(EchoTask):
+    """Score: the thread count ($OMP_NUM_THREADS) of the run that built its artifact (one per seed)."""
+
+    def identity(self, seed: int) -> dict[str, int]:
+        return {"seed": seed}
+
+    def artifact_keys(self, method: DiagnosticMethod, seed: int, scale: str) -> tuple[str, ...]:
+        return (artifact_id("probe-threads", self.identity(seed), (self, method)),)
+
+    def run(self, method: DiagnosticMethod, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        def build(out: Path) -> None:
+            (out / "threads.txt").write_text(os.environ["OMP_NUM_THREADS"])
+
+        folder = ctx.artifacts.get_or_build("probe-threads", self.identity(ctx.seed), build)
+        return {"score": float((folder / "threads.txt").read_text()), "seconds": 0.0}
 
 
 @register_method("probe-log")
