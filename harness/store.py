@@ -8,7 +8,8 @@ matching its spec) is reported and treated as absent, so the run is redone inste
 rejected file is kept beside the new record as `<key>.rejected-<time>.json`.
 
 A failed or timed-out attempt never replaces an `ok` record: it is kept beside it as `<key>.failed.json`,
-and the board goes on showing the `ok` one (`ResultStore.read`). A later `ok` attempt replaces both.
+and the board goes on showing the `ok` one (`ResultStore.read`); so is one written while the record could
+not be read (a read error is not damage: the record is not set aside). A later `ok` attempt replaces both.
 
 Two processes never run one key at once: before running a key a process claims it (`claim`), an exclusive
 kernel lock on one byte of the results folder's `runs/.claims` file, at an offset given by the key (an
@@ -56,6 +57,11 @@ def default_results_dir() -> Path:
 
 class InvalidRecordError(ValueError):
     pass
+
+
+class UnreadableRecordError(InvalidRecordError):
+    """The system could not read the record's file just then (EIO, EACCES, too many open files): its
+    content is unknown, so a writer must not take it for a damaged record and set it aside."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,7 @@ class ResultStore:
             changed.insert(0, final.parent.parent)  # the new shard folder's own entry
         current = self._status_on_disk(final)
         target = final
-        if current == "ok" and data["status"] != "ok":
+        if current in ("ok", "unreadable") and data["status"] != "ok":
             target = self.failed_path(data["key"])
         elif current == "invalid":
             self.set_aside(final)
@@ -217,11 +223,14 @@ class ResultStore:
         return aside
 
     def _status_on_disk(self, path: Path) -> str:
-        """'none', 'invalid', or the status of the valid record at `path`."""
+        """'none', 'invalid', 'unreadable' (a read error: maybe a good record), or the status of the valid
+        record at `path`."""
         try:
             return _parse(path, path.name.removesuffix(".json")).status
         except FileNotFoundError:
             return "none"
+        except UnreadableRecordError:
+            return "unreadable"
         except InvalidRecordError:
             return "invalid"
 
@@ -329,7 +338,7 @@ def _parse(path: Path, key: str) -> Record:
     except FileNotFoundError:
         raise
     except OSError as err:
-        raise InvalidRecordError(f"{path}: cannot be read ({err.strerror or err})") from None
+        raise UnreadableRecordError(f"{path}: cannot be read ({err.strerror or err})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -223,6 +223,30 @@ def test_a_failed_attempt_is_kept_beside_an_ok_record(tmp_path):
     assert store.read(ok["key"]).data["run_id"] == "run-3"
 
 
+def test_a_failed_attempt_goes_beside_an_ok_record_the_system_could_not_read_just_then(tmp_path, monkeypatch):
+    """A read error (EIO, EACCES, too many open files) says nothing about the record's content: a failed
+    attempt written then is kept beside it, and the ok record is neither set aside nor replaced."""
+    import errno
+
+    store = ResultStore(tmp_path)
+    ok = _record()
+    store.write(ok)
+    final = store.path(ok["key"])
+    real = Path.read_bytes
+
+    def read_bytes(self):  # type: ignore[no-untyped-def]
+        if self == final:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    failed = {**_record(status="failed"), "run_id": "run-2", "metrics": {}}
+    assert store.write(failed) == store.failed_path(ok["key"])
+    monkeypatch.setattr(Path, "read_bytes", real)
+    assert store.read(ok["key"]).data["run_id"] == "run-1"
+    assert not list(final.parent.glob("*.rejected-*")), "nothing was taken for a damaged record"
+
+
 def test_a_record_edited_by_hand_fails_its_checksum_and_is_kept_aside_when_redone(tmp_path):
     store = ResultStore(tmp_path)
     data = _record()
