@@ -101,7 +101,12 @@ ASSETS: dict[str, Asset] = {
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "logitbench")
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    try:
+        return Path.home() / ".cache" / "logitbench"
+    except RuntimeError:  # no $HOME and no passwd entry (a container run as an arbitrary uid)
+        raise UserError(f"no home folder to keep the cache in; set ${CACHE_ENV} to a folder") from None
 
 
 def asset_dir(asset: Asset) -> Path:

@@ -196,12 +196,32 @@ def read(path: Path) -> dict[str, Any]:
         raise UserError(
             f"{path}: not a logitbench baseline (expected a JSON object with schema {BASELINE_SCHEMA})"
         )
+    for key in ("leaderboard", "name", "scale", "saved_at"):  # shown by show --baseline and compare
+        if key in document and not isinstance(document[key], str):
+            raise UserError(f"{path}: field '{key}' must be text, got {_short(document[key])}")
+    seeds = document.get("seeds", [])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise UserError(f"{path}: field 'seeds' must be a list of whole numbers, got {_short(seeds)}")
+    environment = document.get("environment")
+    if not isinstance(environment, dict | None):
+        raise UserError(f"{path}: field 'environment' must be an object, got {_short(environment)}")
     cells_ = document.get("cells")
     if not isinstance(cells_, list) or not cells_:
         raise UserError(f"{path}: field 'cells' must be a non-empty list")
     for i, cell in enumerate(cells_):
         _check_cell(cell, f"{path}: cells[{i}]")
     return document
+
+
+def check_scale(document: dict[str, Any], board: Leaderboard, path: Path) -> None:
+    """A baseline saved at another scale than the board's holds other settings' numbers: comparing them
+    would call every cell better or worse for nothing (a baseline that does not say is taken as it is)."""
+    scale = document.get("scale")
+    if scale is not None and scale != board.scale:
+        raise UserError(
+            f"{path}: saved at scale '{scale}', but leaderboard '{board.name}' ({board.source}) runs at "
+            f"scale '{board.scale}'; save a baseline at this scale to compare with"
+        )
 
 
 def _check_cell(cell: Any, where: str) -> None:

@@ -402,7 +402,11 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             table.add_column(col)
         for name, cls in TASKS:
             table.add_row(
-                name, cls.family, ", ".join(cls.scales), escape(_param_text(cls)), escape(cls.description)
+                escape(name),
+                escape(cls.family),
+                ", ".join(cls.scales),
+                escape(_param_text(cls)),
+                escape(cls.description),
             )
         console.print(table)
     if what in ("all", "methods"):
@@ -411,7 +415,11 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             table.add_column(col)
         for name, cls in METHODS:
             table.add_row(
-                name, ", ".join(cls.families()), cls.version, escape(_param_text(cls)), METHODS.origin(name)
+                escape(name),
+                escape(", ".join(cls.families())),
+                escape(cls.version),
+                escape(_param_text(cls)),
+                escape(METHODS.origin(name)),
             )
         console.print(table)
     if what in ("all", "leaderboards"):
@@ -433,14 +441,14 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         )
         table.add_column("task")
         for m in methods:
-            table.add_column(m)
+            table.add_column(escape(m))
         for t in tasks:
             task_cls = TASKS.get(t)
             row = []
             for m in methods:
                 reason = task_cls.incompatibility(METHODS.get(m))
-                row.append("[green]✓[/]" if reason is None else f"[dim]✗ not {task_cls.family}[/]")
-            table.add_row(t, *row)
+                row.append("[green]✓[/]" if reason is None else f"[dim]✗ not {escape(task_cls.family)}[/]")
+            table.add_row(escape(t), *row)
         console.print(table)
     if what == "assets":
         from harness.assets import ASSETS, asset_dir, cache_state
@@ -551,7 +559,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     ran = len(outcome.records) - outcome.cached
     if outcome.interrupted:
         console.print(
-            f"[yellow]interrupted:[/] {ran} run(s) finished and are kept in {store.root}; "
+            f"[yellow]interrupted:[/] {ran} run(s) finished and are kept in {escape(str(store.root))}; "
             "the same command resumes"
         )
         return EXIT_INTERRUPTED
@@ -559,13 +567,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     render_table(summary, console)
     console.print(
         f"{len(plan)} runs: {outcome.cached} cached, {ran} ran, {len(outcome.failed)} failed "
-        f"(results in {store.root})"
+        f"(results in {escape(str(store.root))})"
     )
     report_path = store.root / "reports" / f"{board.name}.html"
     try:
         if ran or not report_path.exists():  # drawing the charts takes seconds: not for a fully cached rerun
             report_path = write_report(summary, report_path)
-        console.print(f"report: {report_path}", highlight=False, soft_wrap=True)
+        console.print(f"report: {escape(str(report_path))}", highlight=False, soft_wrap=True)
     except OSError as err:
         _warn(errors, f"report {report_path} cannot be written ({err.strerror or err})")
     if outcome.failed:
@@ -633,6 +641,10 @@ def cmd_describe(args: argparse.Namespace, console: Console) -> int:
 
     found = [r.get(args.name) for r in (TASKS, METHODS) if args.name in r]
     if not found:
+        for registry in (TASKS, METHODS):  # a plugin left out: say why, not "no such name"
+            why = registry.problem(args.name)
+            if why:
+                raise UserError(f"{registry.kind} '{args.name}' cannot be used: {why}")
         import difflib
 
         close = difflib.get_close_matches(args.name, TASKS.names() + METHODS.names(), n=3, cutoff=0.5)
@@ -699,7 +711,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
             records_table(plan, records).write_parquet(output)
         except OSError as err:
             raise UserError(f"--output {output} cannot be written ({err.strerror or err})") from None
-        console.print(f"wrote {output}")
+        console.print(f"wrote {escape(str(output))}")
         return 0
     assert summary is not None
     if args.format == "table" and args.output is None:
@@ -715,7 +727,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
         sys.stdout.write(text)
     else:
         _write_text(output, text)
-        console.print(f"wrote {output}")
+        console.print(f"wrote {escape(str(output))}")
     return 0
 
 
@@ -744,6 +756,7 @@ def _baseline_summary(args: argparse.Namespace) -> Summary:
         board.check_metric(args.metric, plan)
     path = baseline.find(board.name, args.baseline, args.dir)
     document = baseline.read(path)
+    baseline.check_scale(document, board, path)
     planned = {(r.task, r.method) for r in plan}
     saved = {(c["task"], c["method"]) for c in document["cells"]}
     errors = Console(stderr=True, highlight=False)
@@ -779,6 +792,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     board, plan, records = _stored(args, console)
     path = baseline.find(board.name, args.baseline, args.dir)
     document = baseline.read(path)
+    baseline.check_scale(document, board, path)
     results = baseline.compare(board, plan, records, document, args.tolerance, args.alpha)
     console.print(
         f"[bold]{escape(board.name)}[/] against baseline '{escape(args.baseline)}' "
@@ -908,9 +922,11 @@ def cmd_check_method(args: argparse.Namespace, console: Console) -> int:
     checks = check_method(args.name)
     for check in checks:
         mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
-        console.print(f"{mark} {check.name}" + (f" [dim]({check.detail})[/]" if check.detail else ""))
+        console.print(
+            f"{mark} {escape(check.name)}" + (f" [dim]({escape(check.detail)})[/]" if check.detail else "")
+        )
     failed = [c for c in checks if not c.passed]
-    console.print(f"{args.name}: {len(checks) - len(failed)} of {len(checks)} checks passed")
+    console.print(f"{escape(args.name)}: {len(checks) - len(failed)} of {len(checks)} checks passed")
     return 1 if failed else 0
 
 
@@ -923,7 +939,7 @@ def cmd_assets_pull(args: argparse.Namespace, console: Console) -> int:
     names = [args.name] if args.name else list(ASSETS)
     for name in names:
         path = pull(get_asset(name), args.wheel, force=args.force, warn=lambda m: _warn(errors, m))
-        console.print(f"{name}: {escape(str(path))}")
+        console.print(f"{escape(name)}: {escape(str(path))}")
     return 0
 
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from harness.assets import cache_root, sha256_of
+from harness.errors import UserError
 
 DIGEST_PREFIX = "sha256:"
 # (resolved path) -> (signature of what was hashed, digest, when); a process-wide memo before the disk cache.
@@ -35,10 +36,18 @@ FOLDER_TRUST_S = 1.0  # how long a process trusts a folder's digest without walk
 
 
 def local_path(value: object) -> Path | None:
-    """The existing file or folder `value` names, or None when it names none (then it is not an input)."""
+    """The existing file or folder `value` names, or None when it names none (then it is not an input).
+    UserError for `~name/...` when this machine has no user `name` (often `~data.csv` for `~/data.csv`)."""
     if not isinstance(value, str) or not value.strip():
         return None
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # pathlib's answer to an unknown user's home
+        user = value[1:].split("/", 1)[0]
+        raise UserError(
+            f"{value!r}: '~{user}' would be the home folder of user {user!r}, who does not exist here "
+            "(for your own home folder write ~/)"
+        ) from None
     return path if path.exists() else None
 
 

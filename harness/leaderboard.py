@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,6 +37,9 @@ MAX_TIMEOUT_S = 30 * 86400.0
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # Labels are shown in tables (no markup brackets) and selected with --tasks a,b (no commas).
 LABEL = re.compile(r"[^\[\],\x00-\x1f\x7f]{0,100}")
+# A parameter value is settings, not data: deeper or larger than this is a YAML alias gone wrong.
+MAX_PARAM_DEPTH = 32
+MAX_PARAM_VALUES = 100_000
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ def read_yaml(path: Path, what: str) -> Any:
             f"{path}: not UTF-8 text (byte {err.start} is {raw[err.start]:#04x}); expected a {what} YAML file"
         ) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
@@ -223,6 +227,31 @@ def read_yaml(path: Path, what: str) -> Any:
         raise UserError(f"{path}:{at} malformed YAML ({problem})") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. a date 2024-13-45
         raise UserError(f"{path}: malformed YAML ({type(err).__name__}: {_first_line(err)})") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key written twice in one mapping is an error: PyYAML keeps the last
+    one silently, so a board with two `methods:` lists would run only the second."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden, on purpose
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in first_line
+            except TypeError:  # an unhashable key: the base constructor says so
+                continue
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {_short(key)} appears twice (first on line {first_line[key]})",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def _first_line(err: BaseException) -> str:
@@ -331,14 +360,36 @@ def check_timeout(value: Any, where: str) -> float:
     return float(value)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 200
+_REPR.maxlevel = 3
+
+
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    """A bounded repr: YAML aliases can make a value that refers to itself or repeats a list a billion
+    times, and a plain repr of those recurses or never ends."""
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_plain(value: Any, where: str) -> None:
     """Parameter values must be plain data that a run key can hash: text, booleans, 64-bit integers,
-    finite numbers, null, and lists or text-keyed mappings of those (no NaN, dates, sets or bytes)."""
+    finite numbers, null, and lists or text-keyed mappings of those (no NaN, dates, sets or bytes), at
+    most MAX_PARAM_DEPTH levels deep and MAX_PARAM_VALUES values in all (a YAML alias can make a value
+    that contains itself, or that repeats one list a billion times in a few lines)."""
+    _check_plain(value, where, 0, [MAX_PARAM_VALUES])
+
+
+def _check_plain(value: Any, where: str, depth: int, budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise UserError(
+            f"{where}: more than {MAX_PARAM_VALUES} values in all (YAML aliases that repeat a list?)"
+        )
+    if depth > MAX_PARAM_DEPTH:
+        raise UserError(
+            f"{where}: nested more than {MAX_PARAM_DEPTH} levels deep (a YAML alias inside itself?)"
+        )
     if value is None or isinstance(value, str | bool):
         return
     if isinstance(value, int):
@@ -351,13 +402,13 @@ def check_plain(value: Any, where: str) -> None:
         return
     if isinstance(value, list):
         for i, item in enumerate(value):
-            check_plain(item, f"{where}[{i}]")
+            _check_plain(item, f"{where}[{i}]", depth + 1, budget)
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise UserError(f"{where}: key {_short(key)} must be text")
-            check_plain(item, f"{where}.{key}")
+            _check_plain(item, f"{where}.{key}", depth + 1, budget)
         return
     raise UserError(
         f"{where}: {_short(value)} is a {type(value).__name__}; expected text, a number, true/false, "

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import yaml
-
 from harness.errors import UserError
-from harness.leaderboard import leaderboards_dir
+from harness.leaderboard import leaderboards_dir, read_yaml
 
 
 @dataclass(frozen=True)
@@ -21,26 +20,39 @@ class Reported:
 
 
 def reported_numbers() -> list[Reported]:
+    """Every file's numbers; a malformed file is a UserError naming the file and the entry."""
     out = []
     for path in sorted((leaderboards_dir() / "papers").glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path, "reported-numbers")
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping with keys source and reported")
         source = " ".join(str(data.get("source", path.stem)).split())
-        for i, item in enumerate(data.get("reported", [])):
-            try:
-                out.append(
-                    Reported(
-                        str(item["task"]),
-                        str(item.get("method", "")),
-                        str(item["metric"]),
-                        float(item["value"]),
-                        str(item.get("unit", "")),
-                        source,
-                    )
-                )
-            except (KeyError, TypeError, ValueError) as err:
+        entries = data.get("reported", [])
+        if not isinstance(entries, list):
+            raise UserError(f"{path}: field 'reported' must be a list of entries")
+        for i, item in enumerate(entries):
+            value = item.get("value") if isinstance(item, dict) else None
+            if (
+                not isinstance(item, dict)
+                or not all(isinstance(item.get(k), str) and item[k] for k in ("task", "metric"))
+                or isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
                 raise UserError(
-                    f"{path}: reported[{i}] needs task, metric and a numeric value ({err})"
-                ) from None
+                    f"{path}: reported[{i}] needs task and metric (text) and a finite numeric value"
+                )
+            out.append(
+                Reported(
+                    item["task"],
+                    str(item.get("method", "")),
+                    item["metric"],
+                    float(value),
+                    str(item.get("unit", "")),
+                    source,
+                )
+            )
     return out
 
 

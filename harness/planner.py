@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -119,11 +120,12 @@ def expected_times(store: ResultStore, kinds: Iterable[Kind]) -> dict[Kind, floa
                 spec = data["spec"]
                 kind = (spec["task"]["name"], spec["method"]["name"], spec["scale"])
                 wall = data["wall_seconds"]
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, RecursionError):
                 continue
             if not all(isinstance(part, str) for part in kind):  # a damaged record: no estimate from it
                 continue
-            if kind in wanted and data.get("status") == "ok" and isinstance(wall, int | float) and wall >= 0:
+            usable = isinstance(wall, int | float) and math.isfinite(wall) and wall >= 0  # 1e999 reads as inf
+            if kind in wanted and data.get("status") == "ok" and usable:
                 seconds[kind].append(float(wall))
     return {kind: statistics.median(values) for kind, values in seconds.items()}
 

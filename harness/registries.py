@@ -13,9 +13,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from harness.components import Method, Task
+from harness.components import Method, Metric, Task
 from harness.errors import UserError
-from harness.registry import Registry
+from harness.registry import Registry, first_line
 
 BUILTIN_TASK_MODULES = (
     "tasks.tabular",
@@ -60,6 +60,55 @@ def component_check(base: type) -> Callable[[Any, str], None]:
     return check
 
 
+def registration_check(base: type) -> Callable[[Any, str], None]:
+    """What a registry checks: `component_check`, then the class's own declarations, so that a plugin
+    that lacks one is left out with a warning instead of breaking `list` or planning later."""
+    reserved = component_check(base)
+
+    def check(obj: Any, where: str) -> None:
+        reserved(obj, where)
+        problem = declaration_problem(obj)
+        if problem:
+            raise UserError(f"{where}: {problem}")
+
+    return check
+
+
+def declaration_problem(cls: type[Task] | type[Method]) -> str | None:
+    """What is wrong with the class-level declarations the harness reads (version, parameters, a task's
+    family, protocol, metrics and scales, a method's check_params), or None."""
+    if not isinstance(cls.version, str) or not cls.version:
+        return f"its version must be non-empty text such as '1', got {cls.version!r}"
+    try:
+        cls.param_types()
+        cls.param_defaults()
+        cls.local_input_params()
+    except Exception as err:  # the plugin's own bug, e.g. an annotation naming a type it never imports
+        return f"its parameters cannot be read ({type(err).__name__}: {first_line(err)})"
+    if issubclass(cls, Task):
+        family = getattr(cls, "family", None)
+        if not isinstance(family, str) or not family:
+            return f"class variable 'family' must be a family name, got {family!r}"
+        protocol = getattr(cls, "method_protocol", None)
+        if not (isinstance(protocol, type) and issubclass(protocol, Method)):
+            return f"class variable 'method_protocol' must be a Method subclass, got {protocol!r}"
+        metrics = getattr(cls, "metrics", None)
+        if (
+            not isinstance(metrics, tuple | list)
+            or not metrics
+            or not all(isinstance(m, Metric) for m in metrics)
+        ):
+            return "class variable 'metrics' must be a non-empty tuple of harness.components.Metric"
+        primary = getattr(cls, "primary_metric", None)
+        if primary not in {m.name for m in metrics}:
+            return f"class variable 'primary_metric' is {primary!r}, not one of its metrics"
+        if not isinstance(cls.scales, dict) or not all(isinstance(s, dict) for s in cls.scales.values()):
+            return "class variable 'scales' must map scale names to parameter settings"
+    elif not isinstance(getattr(cls, "check_params", None), dict):
+        return "class variable 'check_params' must be a mapping of parameter settings"
+    return None
+
+
 def reserved_fields(cls: type) -> list[str]:
     """The dataclass fields of `cls` that hide an attribute, not a field, of a class in its hierarchy."""
     if not dataclasses.is_dataclass(cls):
@@ -88,10 +137,10 @@ def _describe(obj: Any) -> str:
 
 
 TASKS: Registry[type[Task]] = Registry(
-    "task", BUILTIN_TASK_MODULES, "logitbench.tasks", check=component_check(Task)
+    "task", BUILTIN_TASK_MODULES, "logitbench.tasks", check=registration_check(Task)
 )
 METHODS: Registry[type[Method]] = Registry(
-    "method", BUILTIN_METHOD_MODULES, "logitbench.methods", check=component_check(Method)
+    "method", BUILTIN_METHOD_MODULES, "logitbench.methods", check=registration_check(Method)
 )
 
 register_task = TASKS.register

@@ -26,6 +26,7 @@ T = TypeVar("T")
 # Environment variable naming extra modules to import as plugins (comma separated), for plugins that are
 # not packaged yet: the same hook pytest offers with `-p`.
 PLUGIN_MODULES_ENV = "LOGITBENCH_PLUGIN_MODULES"
+PATH_HINT = "; name a module importable from PYTHONPATH (my_plugin, not my_plugin.py or a path)"
 BUILTIN = "builtin"
 
 
@@ -115,20 +116,23 @@ class Registry(Generic[T]):
         for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_MODULES_ENV, "").split(","))):
             try:
                 importlib.import_module(module)
-            except Exception as err:  # a plugin's own bug: reported, and the rest goes on without it
+            # A plugin's own bug is reported and the rest goes on without it; SystemExit too (a script
+            # that parses its own arguments on import), which would otherwise end logitbench silently.
+            except (Exception, SystemExit) as err:
+                hint = PATH_HINT if module.endswith(".py") or "/" in module else ""
                 message = (
                     f"plugin module '{module}' from ${PLUGIN_MODULES_ENV} cannot be imported "
-                    f"({type(err).__name__}: {_first_line(err)})"
+                    f"({type(err).__name__}: {first_line(err)}){hint}"
                 )
                 self._failed_sources[module] = message
                 self._warn(f"module:{module}", f"{message}; going on without it")
         for ep in entry_points(group=self._group):
             try:
                 obj = ep.load()
-            except Exception as err:
+            except (Exception, SystemExit) as err:
                 message = (
                     f"plugin entry point '{ep.name}' ({ep.value}) in group {self._group} failed to load "
-                    f"({type(err).__name__}: {_first_line(err)})"
+                    f"({type(err).__name__}: {first_line(err)})"
                 )
                 self._failed_sources[ep.value] = message
                 if ep.name not in self._entries:
@@ -151,6 +155,11 @@ class Registry(Generic[T]):
         """What went wrong with plugins so far: each a one-line message for the user."""
         self._load()
         return list(self._warnings.values())
+
+    def problem(self, name: str) -> str | None:
+        """Why the plugin registered under `name` was left out, or None (also for an unknown name)."""
+        self._load()
+        return None if name in self._entries else self._broken.get(name)
 
     def get(self, name: str) -> T:
         self._load()
@@ -193,6 +202,6 @@ def _shadow_message(kind: str, name: str, plugin_origin: str) -> str:
     )
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0] if lines else "no message"

@@ -139,7 +139,10 @@ def input_digests(cls: type[Component], params: dict[str, Any], where: str) -> t
     """(parameter, content digest) of each declared local input that names an existing file or folder."""
     out = []
     for name in cls.local_input_params():
-        path = local_path(params.get(name))
+        try:
+            path = local_path(params.get(name))
+        except UserError as err:
+            raise UserError(f"{where}: parameter '{name}' of {cls.kind()} '{cls.name}': {err}") from None
         if path is None:
             continue
         try:

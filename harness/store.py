@@ -52,7 +52,7 @@ Version = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
 
 
 def default_results_dir() -> Path:
-    return Path(os.environ.get(RESULTS_ENV, "logitbench-results"))
+    return Path(os.environ.get(RESULTS_ENV) or "logitbench-results")  # set but empty: the default, not .
 
 
 class InvalidRecordError(ValueError):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -699,3 +700,345 @@ def test_random_compare_option_values(ran, capsys, option, value):
     if option != "--baseline":
         command += ["--baseline", "v1"]
     _check(command, capsys)
+
+
+# --- the bad-input audit: YAML aliases and repeated keys, papers' files, baselines, plugins, paths --------
+
+
+def laughs(levels: int = 8) -> str:
+    """A YAML value of 9**(levels+1) items in a few hundred bytes: each list repeats the one before nine
+    times by alias (the 'billion laughs')."""
+    text = "&a0 [x, x, x, x, x, x, x, x, x]"
+    for i in range(1, levels + 1):
+        text = f"&a{i} [{text}, {', '.join([f'*a{i - 1}'] * 8)}]"
+    return text
+
+
+@pytest.mark.parametrize(
+    ("board", "message"),
+    [
+        (
+            "name: x\ntasks: [diag/echo]\nmethods: [{name: diag-constant, params: &p {value: *p}}]\n",
+            r"params\.value\.value.*: nested more than 32 levels deep \(a YAML alias inside itself\?\)",
+        ),
+        (
+            "name: x\ntasks: [diag/echo]\n"
+            f"methods: [{{name: diag-constant, params: {{value: {laughs()}}}}}]\n",
+            r"params\.value[\[\]0-9]*: more than 100000 values in all",
+        ),
+        (f"name: {laughs()}\n", r"field 'name' must be 1 to 100 letters.*got \[\[\["),
+        (f"name: x\ndescription: {laughs()}\n", r"field 'description' must be text, got \[\[\["),
+        (f"name: x\nseeds: {laughs()}\n", "field 'seeds' must be a non-empty list of integers"),
+        (f"name: x\nfamilies: {laughs()}\n", "field 'families' must be a list of family names"),
+    ],
+)
+def test_yaml_aliases_that_contain_themselves_or_explode_are_one_line_errors(
+    tmp_path, capsys, board, message
+):
+    """Before: RecursionError (a traceback), or a repr or check of 387 million values that never ended."""
+    file = tmp_path / "b.yaml"
+    file.write_text(board)
+    started = time.perf_counter()
+    assert main(["run", str(file), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    assert time.perf_counter() - started < 10
+    line = one_error(capsys)
+    assert re.search(message, line) and str(file) in line and len(line) < 2000, line
+
+
+@pytest.mark.parametrize(
+    ("board", "message"),
+    [
+        (
+            "name: x\ntasks: [diag/echo]\nmethods: [diag-constant]\n"
+            "methods: [{name: diag-constant, label: b}]\n",
+            r"line 4, column 1: malformed YAML \(key 'methods' appears twice \(first on line 3\)\)",
+        ),
+        (
+            "name: x\ntasks: [diag/echo]\nmethods: [{name: diag-constant, params: {value: 1, value: 2}}]\n",
+            r"line 3, .*key 'value' appears twice \(first on line 3\)",
+        ),
+    ],
+)
+def test_a_key_written_twice_is_an_error_not_silently_the_last(tmp_path, capsys, board, message):
+    """Before: PyYAML kept the last value, so the board ran only the second `methods:` list."""
+    file = tmp_path / "b.yaml"
+    file.write_text(board)
+    for command in (["run", str(file), "--dry-run"], ["show", str(file)]):
+        assert main([*command, "--results", str(tmp_path / "r")]) == 2
+        line = one_error(capsys)
+        assert re.search(message, line) and str(file) in line, line
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path, capsys):
+    file = tmp_path / "b.yaml"
+    file.write_text(
+        "name: x\ntasks: [diag/echo]\nmethods:\n"
+        "  - &base {name: diag-constant, label: a, params: {value: 1}}\n"
+        "  - {<<: *base, label: b}\n"
+    )
+    assert main(["run", str(file), "--results", str(tmp_path / "r"), "--dry-run"]) == 0
+    assert "method b (diag-constant): jitter=0.0, value=1.0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("reported: [", "malformed YAML"),
+        ("- a\n- b\n", "expected a mapping with keys source and reported"),
+        ("reported: 5\n", "field 'reported' must be a list"),
+        (
+            "reported: [{task: diag/echo, metric: score, value: .nan}]\n",
+            r"reported\[0\] needs .*finite numeric",
+        ),
+        ("reported: [{task: diag/echo, value: 1}]\n", r"reported\[0\] needs task and metric"),
+        ("reported: [oops]\n", r"reported\[0\] needs"),
+        ("reported: []\nreported: []\n", "appears twice"),
+    ],
+)
+def test_malformed_papers_files_are_one_line_errors(tmp_path, capsys, monkeypatch, content, message):
+    """Before: a YAML error, AttributeError or TypeError traceback from `show` of any paper-scale board."""
+    from harness import papers
+
+    (tmp_path / "papers").mkdir()
+    bad = tmp_path / "papers" / "bad.yaml"
+    bad.write_text(content)
+    monkeypatch.setattr(papers, "leaderboards_dir", lambda: tmp_path)
+    board = tmp_path / "b.yaml"
+    board.write_text(yaml.safe_dump({**GOOD, "scale": "paper"}))
+    assert main(["show", str(board), "--results", str(tmp_path / "r")]) == 2
+    line = one_error(capsys)
+    assert re.search(message, line) and str(bad) in line, line
+    bad.write_text("source: a paper\nreported: [{task: diag/echo, metric: score, value: 9.5, unit: '%'}]\n")
+    assert main(["show", str(board), "--results", str(tmp_path / "r")]) == 0
+    assert "9.5 %" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("seeds", 5, "field 'seeds' must be a list of whole numbers, got 5"),
+        ("seeds", ["0"], "field 'seeds' must be a list of whole numbers"),
+        ("environment", "x", "field 'environment' must be an object, got 'x'"),
+        ("environment", [1], "field 'environment' must be an object"),
+        ("saved_at", 5, "field 'saved_at' must be text, got 5"),
+        ("name", None, "field 'name' must be text, got None"),
+        ("scale", "paper", "saved at scale 'paper', but leaderboard 'bad-inputs' .* runs at scale 'cpu'"),
+    ],
+)
+def test_baseline_header_fields_are_checked_for_show_and_compare(
+    ran, tmp_path, capsys, field, value, message
+):
+    """Before: `show --baseline` raised TypeError on `seeds: 5` and AttributeError on `environment: "x"`;
+    a baseline saved at another scale was compared cell by cell as if it were this one's."""
+    board, results, _ = ran
+    file = tmp_path / "bad-inputs" / "v1.json"
+    file.parent.mkdir()
+    file.write_text(json.dumps(_with(_baseline_doc(ran), value, field)))
+    before = snapshot(results)
+    for command in (["show", str(board), "--baseline", "v1"], ["compare", str(board), "--baseline", "v1"]):
+        assert main([*command, "--results", str(results), "--dir", str(tmp_path)]) == 2
+        line = one_error(capsys)
+        assert re.search(message, line) and str(file) in line, line
+    assert snapshot(results) == before
+
+
+def test_a_home_folder_of_no_such_user_is_a_one_line_error(tmp_path, capsys):
+    """`~data.csv` (for `~/data.csv`) names the home of a user 'data.csv'; before: RuntimeError traceback."""
+    board = tmp_path / "b.yaml"
+    board.write_text(
+        yaml.safe_dump(
+            {
+                "name": "home",
+                "tasks": [
+                    {"name": "tabular/table", "params": {"path": "~no-such-user-xyz/t.csv", "target": "y"}}
+                ],
+                "methods": ["logreg"],
+            }
+        )
+    )
+    assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    line = one_error(capsys)
+    assert "parameter 'path' of task 'tabular/table'" in line and str(board) in line, line
+    assert "'~no-such-user-xyz' would be the home folder of user 'no-such-user-xyz'" in line, line
+
+
+def test_no_home_folder_for_the_cache_is_a_one_line_error(monkeypatch):
+    from harness.errors import UserError
+
+    monkeypatch.delenv("LOGITBENCH_CACHE", raising=False)
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(assets.Path, "home", staticmethod(no_home))
+    with pytest.raises(UserError, match=r"no home folder to keep the cache in; set \$LOGITBENCH_CACHE"):
+        assets.cache_root()
+
+
+BROKEN_PLUGIN = """
+from dataclasses import dataclass
+from typing import ClassVar
+
+from harness.components import Metric, Task
+from harness.registries import register_method, register_task
+from lb_diagnostics import DiagnosticMethod, EchoTask
+
+
+@register_task("audit/no-metrics")
+@dataclass(kw_only=True)
+class NoMetrics(Task):
+    family: ClassVar[str] = "diagnostics"
+    method_protocol: ClassVar[type] = DiagnosticMethod
+
+
+@register_task("audit/wrong-primary")
+@dataclass(kw_only=True)
+class WrongPrimary(EchoTask):
+    primary_metric: ClassVar[str] = "accuracy"
+
+
+@register_method("audit-unknown-type")
+@dataclass(kw_only=True)
+class UnknownType(DiagnosticMethod):
+    size: "NoSuchType" = None  # noqa: F821
+
+    def score(self, seed):
+        return 1.0
+
+
+@register_method("audit-int-version")
+@dataclass(kw_only=True)
+class IntVersion(DiagnosticMethod):
+    version: ClassVar = 2
+
+    def score(self, seed):
+        return 1.0
+
+
+@register_method("audit-check-params")
+@dataclass(kw_only=True)
+class CheckParams(DiagnosticMethod):
+    check_params: ClassVar = ["value"]
+
+    def score(self, seed):
+        return 1.0
+
+
+@register_method("audit-fine")
+@dataclass(kw_only=True)
+class Fine(DiagnosticMethod):
+    def score(self, seed):
+        return 3.0
+"""
+
+
+@pytest.fixture
+def plugin_registries(tmp_path, monkeypatch):
+    """TASKS and METHODS as they are, put back afterwards so that no test plugin leaks into other tests;
+    `load(*modules)` imports plugin modules written to tmp_path through $LOGITBENCH_PLUGIN_MODULES."""
+    from harness.registries import METHODS, TASKS
+
+    TASKS.load()
+    METHODS.load()
+    saved = [(r, {k: dict(v) for k, v in vars(r).items() if isinstance(v, dict)}) for r in (TASKS, METHODS)]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    modules: list[str] = []
+
+    def load(*names: str, **sources: str) -> None:
+        for name, text in sources.items():
+            (tmp_path / f"{name}.py").write_text(text)
+            modules.append(name)
+        monkeypatch.setenv("LOGITBENCH_PLUGIN_MODULES", ",".join(["lb_diagnostics", *names, *sources]))
+        TASKS.reset()
+        METHODS.reset()
+
+    yield load
+    for registry, state in saved:
+        for k, v in state.items():
+            setattr(registry, k, v)
+        registry.reset()
+    for name in modules:
+        sys.modules.pop(name, None)
+
+
+def test_plugins_missing_declarations_are_left_out_with_a_warning(plugin_registries, tmp_path, capsys):
+    """Before: `list` died on AttributeError (no metrics), NameError (an annotation naming an unknown
+    type); an int version made every stored record fail its key check, so each run was redone forever."""
+    plugin_registries(audit_plugin=BROKEN_PLUGIN)
+    assert main(["list"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    warnings = " ".join(captured.err.split())
+    for name, cause in (
+        ("audit/no-metrics", "class variable 'metrics' must be a non-empty tuple"),
+        ("audit/wrong-primary", "class variable 'primary_metric' is 'accuracy', not one of its metrics"),
+        ("audit-unknown-type", "its parameters cannot be read (NameError: name 'NoSuchType' is not defined)"),
+        ("audit-int-version", "its version must be non-empty text such as '1', got 2"),
+        ("audit-check-params", "class variable 'check_params' must be a mapping"),
+    ):
+        assert f"'{name}' (module audit_plugin): {cause}" in warnings, (name, warnings)
+        assert f"'{name}' is left out" in warnings
+        assert main(["describe", name]) == 2
+        line = " ".join(one_error(capsys).split())
+        assert f"'{name}' cannot be used:" in line and cause in line, line
+    assert "audit-fine" in captured.out
+    assert main(["describe", "audit-fine"]) == 0
+
+
+def test_a_plugin_module_that_exits_or_is_a_file_name_is_a_warning(plugin_registries, capsys):
+    """Before: a plugin that parsed its own arguments on import (SystemExit) ended logitbench silently."""
+    plugin_registries(audit_exits="import sys\nsys.exit(3)\n")
+    assert main(["list", "tasks"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        "plugin module 'audit_exits' from $LOGITBENCH_PLUGIN_MODULES cannot be imported (SystemExit: 3)"
+        in err
+    )
+    plugin_registries("audit_missing.py")
+    assert main(["list", "tasks"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "'audit_missing.py'" in err and "name a module importable from PYTHONPATH" in err
+
+
+def squash(text: str) -> str:
+    """`text` without whitespace: rich folds a long path over lines."""
+    return "".join(text.split())
+
+
+def test_paths_with_markup_brackets_are_printed_as_they_are(ran, tmp_path, capsys):
+    """Before: a results folder or output file named like `x[/]y` was read as rich markup: MarkupError."""
+    board, results, _ = ran
+    odd = tmp_path / "x[" / "]y"  # the path .../x[/]y
+    odd.mkdir(parents=True)
+    output = odd / "t.md"
+    assert main(["show", str(board), "--results", str(results), "--format", "md", "-o", str(output)]) == 0
+    assert squash(f"wrote {output}") in squash(capsys.readouterr().out)
+    assert main(["run", str(board), "--results", str(odd), "--no-progress", "--seeds", "0"]) == 0
+    out = squash(capsys.readouterr().out)
+    assert squash(f"(results in {odd})") in out and squash(f"report: {odd}/reports/bad-inputs.html") in out
+
+
+def test_a_record_with_an_infinite_or_deeply_nested_wall_time_does_not_break_the_plan(ran, tmp_path, capsys):
+    """Before: `wall_seconds: 1e999` (read as inf) in a record of the kind planned made --dry-run's
+    schedule raise OverflowError, and a record nested 100,000 deep a RecursionError."""
+    board, results, _ = ran
+    text = next(results.glob("runs/*/*.json")).read_text()
+    text, changed = re.subn(r'"wall_seconds": [0-9.e+-]+', '"wall_seconds": 1e999', text)
+    assert changed == 1
+    folder = tmp_path / "results"
+    (folder / "runs" / "zz").mkdir(parents=True)
+    (folder / "runs" / "zz" / "zzinfinite.json").write_text(text)
+    (folder / "runs" / "zz" / "zzdeep.json").write_text("[" * 100_000)
+    before = snapshot(folder)
+    assert main(["run", str(board), "--results", str(folder), "--dry-run"]) == 0
+    assert "planned order: 4 run(s)" in capsys.readouterr().out
+    assert snapshot(folder) == before
+
+
+def test_an_empty_results_variable_means_the_default_folder(monkeypatch):
+    """Before: LOGITBENCH_RESULTS= (set but empty) put runs/, artifacts/ and reports/ into the current
+    folder, unlike the other variables, for which empty means unset."""
+    from harness.store import default_results_dir
+
+    monkeypatch.setenv("LOGITBENCH_RESULTS", "")
+    assert default_results_dir() == Path("logitbench-results")

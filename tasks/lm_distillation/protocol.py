@@ -46,7 +46,7 @@ class LMDistillationMethod(Method):
         method that needs more than it stored."""
         return 1
 
-    def check_params(self) -> None:
+    def check_param_ranges(self) -> None:
         """A one-line error for a parameter out of range (the task calls it before loading anything)."""
         for name, value in self.params().items():
             bad = (

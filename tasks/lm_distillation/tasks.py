@@ -318,7 +318,7 @@ class LMDistillationTask(Task):
         from tasks.lm_distillation.students import parameter_count
 
         self.check_inputs()
-        method.check_params()
+        method.check_param_ranges()
         if method.teacher_channels() > self.top_k:
             raise UserError(
                 f"method '{method.name}' needs the teacher's top {method.teacher_channels()} logits per "
