@@ -1,4 +1,8 @@
-"""What a record carries about where it ran: package versions, the git commit, the machine."""
+"""What a record carries about where it ran: package versions, the git commit, the machine.
+
+The packages are the ones results depend on, and every installed plugin package (a distribution with
+logitbench entry points): a plugin's methods change with its release as built-ins change with the commit.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ TRACKED_PACKAGES = (
     "transformers",
     "datasets",
 )
+PLUGIN_GROUPS = ("logitbench.tasks", "logitbench.methods")
 
 
 @functools.cache
@@ -29,6 +34,11 @@ def package_versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    for group in PLUGIN_GROUPS:
+        for entry in metadata.entry_points(group=group):
+            dist = entry.dist
+            if dist is not None and dist.name:
+                out.setdefault(dist.name, dist.version)
     return out
 
 

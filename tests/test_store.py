@@ -33,6 +33,24 @@ def test_write_then_read_round_trips(tmp_path):
     assert not list(tmp_path.rglob("*.tmp")), "no temporary file is left behind"
 
 
+def test_a_record_names_the_version_of_each_installed_plugin_package(tmp_path, monkeypatch):
+    """A plugin's methods change with its package: records carry its version as they carry torch's."""
+    from harness import environment
+
+    dist = tmp_path / "my_plugin-0.3.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 0.3.1\n")
+    (dist / "entry_points.txt").write_text("[logitbench.methods]\nknn = my_plugin:KNearest\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    environment.package_versions.cache_clear()
+    try:
+        assert environment.package_versions()["my-plugin"] == "0.3.1"
+    finally:
+        monkeypatch.undo()
+        environment.package_versions.cache_clear()
+    assert "my-plugin" not in environment.package_versions()
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
