@@ -1042,3 +1042,23 @@ def test_an_empty_results_variable_means_the_default_folder(monkeypatch):
 
     monkeypatch.setenv("LOGITBENCH_RESULTS", "")
     assert default_results_dir() == Path("logitbench-results")
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [{"calibration": -1, "test": 5}, {"calibration": 2, "test": 0}, {"shuffle": False, "calibration": -2}],
+)
+def test_negative_or_empty_mcq_splits_are_refused_when_planned(tmp_path, capsys, counts):
+    """Before: a negative count sliced from the end of the question list, so a run got an empty test set
+    and failed after loading its model (or fitted on questions it was tested on)."""
+    questions = tmp_path / "q.jsonl"
+    rows = [{"question": f"q{i}", "choices": ["a", "b", "c", "d"], "answer": i % 4} for i in range(20)]
+    questions.write_text("\n".join(json.dumps(r) for r in rows))
+    board = tmp_path / "b.yaml"
+    task = {"name": "mcq/file", "params": {"path": str(questions), "test": 4, **counts}}
+    board.write_text(
+        yaml.safe_dump({"name": "q", "scale": "smoke", "tasks": [task], "methods": ["zero-shot"]})
+    )
+    assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    line = one_error(capsys)
+    assert "expected at least 0 calibration and 1 test question" in line and str(board) in line, line

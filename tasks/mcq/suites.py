@@ -51,12 +51,21 @@ def place_gold(questions: Sequence[Question], rng: np.random.Generator) -> list[
     return out
 
 
+def check_counts(available: int, calibration: int, test: int) -> None:
+    """A split the suite can give: a negative count would slice from the end (an empty test set)."""
+    if calibration < 0 or test < 1:
+        raise UserError(
+            f"calibration={calibration}, test={test}: expected at least 0 calibration and 1 test question"
+        )
+    if calibration + test > available:
+        raise UserError(
+            f"the suite has {available} questions; calibration={calibration} + test={test} is more"
+        )
+
+
 def split(questions: Sequence[Question], calibration: int, test: int, rng: np.random.Generator) -> Split:
     """Disjoint calibration and test draws, gold positions balanced within each."""
-    if calibration + test > len(questions):
-        raise UserError(
-            f"the suite has {len(questions)} questions; calibration={calibration} + test={test} is more"
-        )
+    check_counts(len(questions), calibration, test)
     order = rng.permutation(len(questions))
     cal = [questions[i] for i in order[:calibration]]
     tst = [questions[i] for i in order[calibration : calibration + test]]
@@ -66,10 +75,7 @@ def split(questions: Sequence[Question], calibration: int, test: int, rng: np.ra
 def in_order(questions: Sequence[Question], calibration: int, test: int) -> Split:
     """The first `calibration` questions and the `test` after them, options as given: a split another
     harness can reproduce question by question (gold positions are the file's, not balanced)."""
-    if calibration + test > len(questions):
-        raise UserError(
-            f"the suite has {len(questions)} questions; calibration={calibration} + test={test} is more"
-        )
+    check_counts(len(questions), calibration, test)
     return Split(list(questions[:calibration]), list(questions[calibration : calibration + test]))
 
 
