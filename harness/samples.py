@@ -173,6 +173,13 @@ def load(store: ResultStore, record: Record, what: str) -> tuple[pl.DataFrame, d
         frame = pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError) as err:
         raise UserError(f"{what}: {path} cannot be read ({err})") from None
+    index, named = entry.get("index"), [entry.get("prediction"), entry.get("label")]
+    wanted = [*(index if isinstance(index, list) else [None]), *(c for c in named if c is not None)]
+    if not index or not all(isinstance(c, str) and c in frame.columns for c in wanted):
+        raise UserError(  # only a record without a checksum can be edited so (one from before checksums)
+            f"{what}: the record's samples entry names index {index!r}, prediction {named[0]!r}, label "
+            f"{named[1]!r}; expected columns of {path.name} ({', '.join(frame.columns)})"
+        )
     return frame, entry
 
 

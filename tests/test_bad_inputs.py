@@ -1062,3 +1062,27 @@ def test_negative_or_empty_mcq_splits_are_refused_when_planned(tmp_path, capsys,
     assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
     line = one_error(capsys)
     assert "expected at least 0 calibration and 1 test question" in line and str(board) in line, line
+
+
+def test_a_record_without_checksum_naming_columns_its_table_lacks(tmp_path, capsys):
+    """A record from before checksums can be edited by hand; its samples entry naming a column its table
+    lacks was a polars ColumnNotFoundError traceback from diff-samples."""
+    board = tmp_path / "b.yaml"
+    methods = ["logreg", {"name": "logreg", "label": "lr2", "params": {"C": 0.01}}]
+    board.write_text(
+        yaml.safe_dump({"name": "s", "scale": "smoke", "tasks": ["tabular/iris"], "methods": methods})
+    )
+    results = tmp_path / "r"
+    assert main(["run", str(board), "--results", str(results), "--no-progress"]) == 0
+    for path in results.glob("runs/*/*.json"):
+        data = json.loads(path.read_text())
+        del data["checksum"]
+        data["samples"]["index"] = ["nope"]
+        path.write_text(json.dumps(data))
+    capsys.readouterr()
+    before = snapshot(results)
+    command = ["diff-samples", str(board), "--results", str(results), "--task", "tabular/iris"]
+    assert main([*command, "--method", "logreg", "--against", "lr2"]) == 2
+    line = one_error(capsys)
+    assert "the record's samples entry names index ['nope']" in line and "expected columns of" in line, line
+    assert snapshot(results) == before
