@@ -6,7 +6,9 @@ A local input path in the identity (a task's `path` or `teacher_checkpoint` para
 given it) is keyed by the content digest of what it names, so an edited input gets a new artifact.
 A run with a thread count other than 1 (RunSpec.threads: float reductions split differently, so a trained
 teacher comes out slightly different) keeps its artifacts apart, in `<key>.threads-N`: what a 2-thread run
-built never stands in for what a 1-thread run would build, and the other way round.
+built never stands in for what a 1-thread run would build, and the other way round. A builder fills a
+scratch folder that is renamed into place when it is done; one killed mid-build leaves its scratch folder
+behind, and the next builder of that key removes it.
 
 Each artifact's `.complete` marker lists every file with its size, mtime and sha256. Reusing an artifact
 costs a stat of each file; a file whose size or mtime changed is hashed, and an artifact whose content no
@@ -30,6 +32,7 @@ from filelock import FileLock
 from harness.assets import sha256_of
 
 MARKER = ".complete"
+SCRATCH = ".building."  # `<key><SCRATCH><random>`: the folder a builder fills before renaming it to `<key>`
 
 
 class ArtifactCache:
@@ -68,7 +71,9 @@ class ArtifactCache:
                     self.reused.append(final)
                     return final
                 self.warn(f"artifact {kind}/{final.name} no longer matches what was built: rebuilding it")
-            scratch = Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
+            prefix = final.name + SCRATCH
+            _remove_leftovers(final.parent, prefix)
+            scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
             try:
                 build(scratch)
                 (scratch / "identity.json").write_text(json.dumps({"kind": kind, **identity}, default=str))
@@ -148,6 +153,18 @@ def artifact_id(kind: str, identity: dict[str, Any], components: tuple[Any, ...]
         for name, digest in input_digests(type(component), params, "artifact"):
             digests[params[name]] = digest
     return f"{kind}/{ArtifactCache(Path(), digests).key(kind, identity)}"
+
+
+def _remove_leftovers(folder: Path, prefix: str) -> None:
+    """Remove the scratch folders of builders killed mid-build (kill -9, a timeout): only the holder of a
+    key's lock makes that key's scratch folders, so under the lock every one there is a dead builder's."""
+    try:
+        with os.scandir(folder) as found:
+            entries = [e for e in found if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def threads_suffix(threads: int) -> str:

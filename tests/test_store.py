@@ -5,6 +5,8 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -394,6 +396,23 @@ def test_a_damaged_artifact_is_rebuilt_once_with_a_warning(tmp_path):
     assert len(builds) == 2 and cache.discard_damaged() and "damaged" in warnings[-1]
     cache.get_or_build("teacher", {"seed": 0}, build)
     assert len(builds) == 3 and not cache.discard_damaged()
+
+
+def test_a_builder_killed_mid_build_leaves_no_scratch_folder_once_the_artifact_is_built(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    code = (
+        "import sys, time\nfrom pathlib import Path\nfrom harness.artifacts import ArtifactCache\n"
+        "def build(out):\n    (out / 'teacher.pt').write_bytes(b'x' * 1000)\n"
+        "    print('building', flush=True)\n    time.sleep(60)\n"
+        f"ArtifactCache(Path({str(tmp_path)!r})).get_or_build('teacher', {{'seed': 0}}, build)\n"
+    )
+    builder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert builder.stdout.readline() == "building\n"
+    builder.kill()
+    builder.wait()
+    folder = cache.get_or_build("teacher", {"seed": 0}, lambda out: (out / "teacher.pt").write_bytes(b"y"))
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name, folder.name + ".lock"]
+    assert (folder / "teacher.pt").read_bytes() == b"y"
 
 
 def test_a_copied_artifact_with_new_mtimes_is_hashed_once_not_rebuilt(tmp_path):
