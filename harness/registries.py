@@ -99,6 +99,9 @@ def declaration_problem(cls: type[Task] | type[Method]) -> str | None:
             or not all(isinstance(m, Metric) for m in metrics)
         ):
             return "class variable 'metrics' must be a non-empty tuple of harness.components.Metric"
+        odd = [m for m in metrics if not (isinstance(m.name, str) and isinstance(m.higher_is_better, bool))]
+        if odd:  # a record keeps higher_is_better as it is, and a record with a non-bool is refused
+            return f"metric {odd[0].name!r} needs a text name and higher_is_better True or False"
         primary = getattr(cls, "primary_metric", None)
         if primary not in {m.name for m in metrics}:
             return f"class variable 'primary_metric' is {primary!r}, not one of its metrics"

@@ -239,17 +239,35 @@ def mean_curves(plan: list[PlannedRun], records: dict[str, Record]) -> dict[tupl
         record = records.get(run.spec.key)
         if record is None or record.status != "ok":
             continue
-        for name, curve in record.details.get("curves", {}).items():
-            gathered.setdefault((run.task, run.method, name), []).append(curve)
+        kept = record.details.get("curves")
+        for name, curve in kept.items() if isinstance(kept, dict) else ():
+            if _is_curve(curve):  # else a record from before checksums, edited: no figure from it
+                gathered.setdefault((run.task, run.method, name), []).append(curve)
     out = {}
     for key, curves in gathered.items():
-        labels = [label for label in curves[0]["series"] if all(label in c["series"] for c in curves)]
+        labels = [
+            label
+            for label in curves[0]["series"]
+            if all(
+                label in c["series"] and len(c["series"][label]) == len(curves[0]["series"][label])
+                for c in curves
+            )
+        ]
         series = {
             label: [sum(v) / len(v) for v in zip(*(c["series"][label] for c in curves), strict=True)]
             for label in labels
         }
         out[key] = {**curves[0], "series": series, "seeds": len(curves)}
     return out
+
+
+def _is_curve(curve: Any) -> bool:
+    """A curve as tasks keep it: a mapping whose 'series' maps labels to lists of numbers."""
+    series = curve.get("series") if isinstance(curve, dict) else None
+    return isinstance(series, dict) and all(
+        isinstance(v, list) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        for v in series.values()
+    )
 
 
 # -- terminal -------------------------------------------------------------------------------------------

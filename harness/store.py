@@ -429,6 +429,12 @@ def validate_record(data: Any) -> None:
             isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         ):
             raise InvalidRecordError(f"metric '{name}' of an ok record is not a finite number: {value!r}")
+        if not isinstance(entry["higher_is_better"], bool) or not (
+            value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+        ):
+            raise InvalidRecordError(
+                f"metric '{name}' needs a number or null, and higher_is_better true or false"
+            )
     if "checksum" in data:
         try:
             matches = record_checksum(data) == data["checksum"]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import zipfile
@@ -1086,3 +1087,30 @@ def test_a_record_without_checksum_naming_columns_its_table_lacks(tmp_path, caps
     line = one_error(capsys)
     assert "the record's samples entry names index ['nope']" in line and "expected columns of" in line, line
     assert snapshot(results) == before
+
+
+def test_records_without_checksum_holding_wrong_types_are_warnings_not_tracebacks(ran, tmp_path, capsys):
+    """A record from before checksums can be edited by hand. Before: `show` raised AttributeError on
+    details.curves that is not a mapping, and `show --format parquet` polars' ComputeError on a failed
+    record whose metric value is text."""
+    board, results, _ = ran
+    folder = tmp_path / "results"
+    shutil.copytree(results, folder)
+    paths = sorted(folder.glob("runs/*/*.json"))
+    for path, damage in zip(paths, ("curves", "metric"), strict=False):
+        data = json.loads(path.read_text())
+        del data["checksum"]
+        if damage == "curves":
+            data["details"] = {**data.get("details", {}), "curves": 5}
+        else:
+            data["status"] = "failed"
+            data["metrics"] = {"score": {"value": "x", "higher_is_better": "y"}}
+        path.write_text(json.dumps(data))
+    before = snapshot(folder)
+    for fmt in ("table", "html", "csv", "parquet"):
+        output = [] if fmt == "table" else ["-o", str(tmp_path / f"out.{fmt}")]
+        assert main(["show", str(board), "--results", str(folder), "--format", fmt, *output]) == 0
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert "metric 'score' needs a number or null, and higher_is_better true or false" in err, err
+    assert snapshot(folder) == before
