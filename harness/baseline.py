@@ -371,7 +371,13 @@ def compare(
             cell = cells(board, runs, records, metric)[0]
             changed = version_note(saved, runs)
             if cell.status != "ok":
-                reason = "; ".join(filter(None, [cell.reason, changed]))
+                declared = [m.name for m in board.task_class(task).metrics]
+                unknown = (
+                    ""
+                    if metric in declared
+                    else f"the task declares no metric '{metric}' ({', '.join(declared)})"
+                )
+                reason = "; ".join(filter(None, [cell.reason, unknown, changed]))
                 out.append(
                     Comparison(task, method, metric, base, cell.values, None, None, cell.status, reason)
                 )

@@ -1114,3 +1114,18 @@ def test_records_without_checksum_holding_wrong_types_are_warnings_not_traceback
         assert "Traceback" not in err
         assert "metric 'score' needs a number or null, and higher_is_better true or false" in err, err
     assert snapshot(folder) == before
+
+
+def test_a_baseline_metric_the_task_does_not_declare_is_explained(ran, tmp_path, capsys):
+    """Before: a misspelt metric in an edited baseline was only 'missing', with nothing saying why."""
+    board, results, _ = ran
+    document = _baseline_doc(ran)
+    metrics = document["cells"][0]["metrics"]
+    metrics["scroe"] = metrics.pop("score")
+    file = tmp_path / "bad-inputs" / "v1.json"
+    file.parent.mkdir()
+    file.write_text(json.dumps(document))
+    command = ["compare", str(board), "--results", str(results), "--baseline", "v1", "--dir", str(tmp_path)]
+    assert main(command) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the task declares no metric 'scroe' (score, seconds)" in out, out
