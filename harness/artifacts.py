@@ -9,6 +9,9 @@ teacher comes out slightly different) keeps its artifacts apart, in `<key>.threa
 built never stands in for what a 1-thread run would build, and the other way round. A builder fills a
 scratch folder that is renamed into place when it is done; one killed mid-build leaves its scratch folder
 behind, and the next builder of that key removes it.
+An identity names what the artifact is made of, not the code that makes it: a change to a builder that
+changes what it builds puts a builder version into that identity (the task's own version does not enter
+artifact keys, so that tasks at different versions can share what has not changed).
 
 Each artifact's `.complete` marker lists every file with its size, mtime and sha256. Reusing an artifact
 costs a stat of each file; a file whose size or mtime changed is hashed, and an artifact whose content no
