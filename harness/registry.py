@@ -70,6 +70,12 @@ class Registry(Generic[T]):
         """Register `obj` as `name`. A built-in that fails the check or collides with another built-in is a
         programming error and raises; a plugin in either case is left out with a warning."""
         builtin = origin == BUILTIN
+        if not isinstance(name, str) or not name.strip():  # names are sorted, listed and typed in boards
+            message = f"{self.kind} name {name!r} ({origin}) must be non-empty text"
+            if builtin:
+                raise UserError(message)
+            self._warn(f"name:{name!r}:{origin}", f"{message}; it is left out")
+            return
         if self._check is not None:
             try:
                 self._check(obj, f"{self.kind} '{name}' ({origin})")

@@ -925,6 +925,13 @@ class CheckParams(DiagnosticMethod):
         return 1.0
 
 
+@register_method(5)
+@dataclass(kw_only=True)
+class Numbered(DiagnosticMethod):
+    def score(self, seed):
+        return 1.0
+
+
 @register_method("audit-fine")
 @dataclass(kw_only=True)
 class Fine(DiagnosticMethod):
@@ -964,7 +971,8 @@ def plugin_registries(tmp_path, monkeypatch):
 
 def test_plugins_missing_declarations_are_left_out_with_a_warning(plugin_registries, tmp_path, capsys):
     """Before: `list` died on AttributeError (no metrics), NameError (an annotation naming an unknown
-    type); an int version made every stored record fail its key check, so each run was redone forever."""
+    type) or TypeError (a name that is a number); an int version failed every run ('version 2 here, the
+    spec asks for 2')."""
     plugin_registries(audit_plugin=BROKEN_PLUGIN)
     assert main(["list"]) == 0
     captured = capsys.readouterr()
@@ -982,6 +990,7 @@ def test_plugins_missing_declarations_are_left_out_with_a_warning(plugin_registr
         assert main(["describe", name]) == 2
         line = " ".join(one_error(capsys).split())
         assert f"'{name}' cannot be used:" in line and cause in line, line
+    assert "method name 5 (module audit_plugin) must be non-empty text; it is left out" in warnings
     assert "audit-fine" in captured.out
     assert main(["describe", "audit-fine"]) == 0
 
