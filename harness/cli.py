@@ -26,6 +26,7 @@ EXIT_FAILED_RUNS = 1
 EXIT_INTERRUPTED = 130
 MAX_WORKERS = 512
 MAX_RETRIES = 100
+MAX_ROWS = 10**9  # --rows: polars takes no more (a longer number was an OverflowError)
 # Above this many runs `--dry-run` lists one row per (task, method) instead of one per run.
 DRY_RUN_ROWS = 2000
 # Commands that need no task or method registry: they do not import plugins, nor warn about them.
@@ -286,8 +287,8 @@ def _count(text: str) -> int:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0, got {text!r}")
+    if not 0 <= value <= MAX_ROWS:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_ROWS}, got {text!r}")
     return value
 
 

@@ -1138,3 +1138,12 @@ def test_a_baseline_metric_the_task_does_not_declare_is_explained(ran, tmp_path,
     assert main(command) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "the task declares no metric 'scroe' (score, seconds)" in out, out
+
+
+@pytest.mark.parametrize("command", ["samples", "diff-samples"])
+def test_a_row_count_too_large_for_polars_is_refused(capsys, command):
+    """Before: `--rows 99999999999999999999999` reached polars' head(): OverflowError traceback."""
+    extra = ["--against", "b"] if command == "diff-samples" else []
+    argv = [command, "quick", "--task", "t", "--method", "a", *extra, "--rows", "9" * 23]
+    assert main(argv) == 2
+    assert "--rows: expected a whole number from 0 to 1000000000" in one_error(capsys)
