@@ -293,7 +293,9 @@ def _count(text: str) -> int:
 
 
 def _csv(text: str) -> list[str]:
-    out = [t.strip() for t in text.split(",") if t.strip()]
+    """Comma-separated names, each once: a label given twice would plan its runs twice (a cell of twice
+    the seeds, its std over copies), a column twice is a polars DuplicateError."""
+    out = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
     if not out:
         raise argparse.ArgumentTypeError(f"expected comma-separated labels, got {text!r}")
     return out

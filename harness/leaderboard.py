@@ -482,7 +482,7 @@ def _select(entries: tuple[Entry, ...], wanted: list[str] | None, kind: str, boa
         return list(entries)
     labels = {e.shown: e for e in entries}
     out = []
-    for label in wanted:
+    for label in dict.fromkeys(wanted):  # each once: a label twice would plan its runs twice
         if label not in labels:
             close = difflib.get_close_matches(label, labels, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""

@@ -1147,3 +1147,15 @@ def test_a_row_count_too_large_for_polars_is_refused(capsys, command):
     argv = [command, "quick", "--task", "t", "--method", "a", *extra, "--rows", "9" * 23]
     assert main(argv) == 2
     assert "--rows: expected a whole number from 0 to 1000000000" in one_error(capsys)
+
+
+def test_a_label_given_twice_on_the_command_line_counts_once(ran, capsys):
+    """Before: `--tasks diag/echo,diag/echo` planned every run twice: cells of n=4 from 2 seeds, with the
+    std over copies (and `baseline save` froze the copies)."""
+    board, results, _ = ran
+    base = ["show", str(board), "--results", str(results), "--format", "csv"]
+    assert main(base) == 0
+    once = capsys.readouterr().out
+    assert main([*base, "--tasks", "diag/echo,diag/echo", "--methods", "a,b,a"]) == 0
+    assert capsys.readouterr().out == once and ",2,2," in once
+    assert cli_module._csv("row, row,fold") == ["row", "fold"]
