@@ -6,6 +6,9 @@ The prompt is a task parameter (tasks.mcq.prompts); by default the anchored-bias
 in left-padded batches with an attention mask and explicit position ids (cumulative sum of the mask):
 Llama-family models do not derive positions from the mask, and without them padding would shift every
 real token's position. Only the last position goes through the output head (`logits_to_keep=1`).
+A prompt is encoded as the model's own tokenizer does by default (`add_special_tokens=True`): SmolLM2's
+and GPT-2's tokenizers add no BOS token. The anchored-bias notebook runs GPT-2 through TransformerLens,
+which prepends `<|endoftext|>`; that is a setting of its library, not of the method, and is not copied.
 """
 
 from __future__ import annotations
