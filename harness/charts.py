@@ -9,12 +9,16 @@ with a tight bounding box, so no label is cut whatever its length. The figures a
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
+from typing import Any
 
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 BEST = "#2e8b2e"
@@ -48,10 +52,25 @@ def axis_range(lows: list[float], highs: list[float], pad: float = 0.06) -> tupl
     return lo - pad * span, hi + pad * span
 
 
+# matplotlib reads text between two $ as math: a label such as 'a$\frac$' failed to draw (ValueError)
+# and one such as '$5 or $6' was drawn as math. Labels, names and axis titles are drawn as written.
+PLAIN_TEXT = {"text.parse_math": False}
+
+
+def _plain_text(build: Callable[..., Figure]) -> Callable[..., Figure]:
+    @functools.wraps(build)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with rc_context(PLAIN_TEXT):
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
 def style(i: int) -> tuple[str, str]:
     return PALETTE[i % len(PALETTE)], MARKERS[(i // len(PALETTE) + i) % len(MARKERS)]
 
 
+@_plain_text
 def dot_whisker(points: list[Point], x_label: str) -> Figure:
     """Methods as rows, top to bottom in the given order: a dot at the mean, a whisker over the interval;
     the best is a green star with its label in bold green."""
@@ -88,6 +107,7 @@ def dot_whisker(points: list[Point], x_label: str) -> Figure:
     return fig
 
 
+@_plain_text
 def series(
     lines: dict[str, list[tuple[float | str, Point]]], x_label: str, y_label: str, log_x: bool = False
 ) -> Figure:
@@ -130,6 +150,7 @@ def series(
     return fig
 
 
+@_plain_text
 def scatter(points: list[tuple[Point, Point]], x_label: str, y_label: str) -> Figure:
     """Each method at (x mean, y mean) with both intervals as a cross, told apart by colour and marker."""
     fig = Figure(figsize=(WIDTH_IN, 4.0))
@@ -155,6 +176,7 @@ def scatter(points: list[tuple[Point, Point]], x_label: str, y_label: str) -> Fi
     return fig
 
 
+@_plain_text
 def curves(lines: dict[str, list[float]], x_label: str, y_label: str) -> Figure:
     """Series a run kept point by point (e.g. the logit lens per layer, before and after an edit)."""
     fig = Figure(figsize=(WIDTH_IN, 3.2))
@@ -183,10 +205,8 @@ def _finish(ax, entries: int) -> None:
 def to_svg(fig: Figure, description: str) -> str:
     """The figure as an inline <svg> element, sized to hold every label, with `description` as its title
     (what screen readers and tooltips show). Ids are salted per figure, so many charts share a page."""
-    from matplotlib import rc_context
-
     buffer = io.StringIO()
-    with rc_context({"svg.fonttype": "path", "svg.hashsalt": f"lb{next(_salt)}"}):
+    with rc_context({"svg.fonttype": "path", "svg.hashsalt": f"lb{next(_salt)}", **PLAIN_TEXT}):
         fig.savefig(
             buffer,
             format="svg",

@@ -293,7 +293,11 @@ def render_table(summary: Summary, console: Console) -> None:
             paper.add_column(col)
         for r in summary.reported:
             paper.add_row(
-                escape(r.task), escape(r.method), r.metric, f"{r.value:g} {r.unit}", escape(r.source)
+                escape(r.task),
+                escape(r.method),
+                escape(r.metric),
+                escape(f"{r.value:g} {r.unit}"),
+                escape(r.source),
             )
         console.print(paper)
 

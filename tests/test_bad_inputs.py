@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import html
 import json
 import os
 import re
@@ -1159,3 +1160,18 @@ def test_a_label_given_twice_on_the_command_line_counts_once(ran, capsys):
     assert main([*base, "--tasks", "diag/echo,diag/echo", "--methods", "a,b,a"]) == 0
     assert capsys.readouterr().out == once and ",2,2," in once
     assert cli_module._csv("row, row,fold") == ["row", "fold"]
+
+
+def test_labels_with_dollar_signs_are_drawn_as_written(ran, tmp_path, capsys):
+    """Before: matplotlib read 'a$\\frac$' as math and the HTML report failed to draw (ValueError), at
+    the end of `run` and in `show --format html`. Labels do not enter a run's key: the stored runs serve."""
+    _, results, _ = ran
+    board = tmp_path / "b.yaml"
+    labels = ("a$\\frac$", "$^$ or $5")
+    methods = [{**m, "label": label} for m, label in zip(GOOD["methods"], labels, strict=True)]
+    board.write_text(yaml.safe_dump({**GOOD, "methods": methods}))
+    output = tmp_path / "r.html"
+    assert main(["show", str(board), "--results", str(results), "--format", "html", "-o", str(output)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    page = output.read_text()
+    assert "<svg" in page and all(html.escape(label) in page for label in labels)
