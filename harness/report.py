@@ -390,14 +390,14 @@ def render_markdown(summary: Summary) -> str:
         lines += [f"From {summary.source}.", ""]
     for section in summary.sections:
         head = ["method", *[f"{t} ({summary.metric_of(t)} {summary.arrow(t)})" for t in section.tasks]]
-        lines += [f"## {section.family}", "", "| " + " | ".join([*head, "mean rank"]) + " |"]
+        lines += [f"## {section.family}", "", _md_row([*head, "mean rank"])]
         lines.append("|" + "---|" * (len(head) + 1))
         for method in section.methods:
             row = [method]
             for task in section.tasks:
                 text = summary.text(task, method)
                 row.append(f"**{text}** ★" if summary.is_best(task, method) else text)
-            lines.append("| " + " | ".join([*row, summary.rank_text(section, method)]) + " |")
+            lines.append(_md_row([*row, summary.rank_text(section, method)]))
         lines.append("")
     note = f"; {DEGENERATE_NOTE}" if summary.any_degenerate() else ""
     lines += [f"{LEGEND.replace('seeds', summary.seeds_text(), 1)}{note}."]
@@ -411,10 +411,14 @@ def render_markdown(summary: Summary) -> str:
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r.task} | {r.method} | {r.metric} | {r.value:g} {r.unit} | {r.source} |"
-            for r in summary.reported
+            _md_row([r.task, r.method, r.metric, f"{r.value:g} {r.unit}", r.source]) for r in summary.reported
         ]
     return "\n".join(lines) + "\n"
+
+
+def _md_row(cells: list[str]) -> str:
+    """A Markdown table row; a '|' in a label would end its cell, so it is escaped."""
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
 def cell_frame(summary: Summary) -> pl.DataFrame:

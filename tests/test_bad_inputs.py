@@ -1175,3 +1175,15 @@ def test_labels_with_dollar_signs_are_drawn_as_written(ran, tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
     page = output.read_text()
     assert "<svg" in page and all(html.escape(label) in page for label in labels)
+
+
+def test_a_label_with_a_pipe_keeps_the_markdown_table_whole(ran, tmp_path, capsys):
+    """Before: a '|' in a label ended its Markdown cell, shifting every value of the row by a column."""
+    _, results, _ = ran
+    board = tmp_path / "b.yaml"
+    methods = [{**GOOD["methods"][0], "label": "a|b"}, GOOD["methods"][1]]
+    board.write_text(yaml.safe_dump({**GOOD, "methods": methods}))
+    assert main(["show", str(board), "--results", str(results), "--format", "md"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    cells = {len(re.split(r"(?<!\\)\|", row)) for row in rows}
+    assert len(cells) == 1 and any("a\\|b" in row for row in rows), rows
