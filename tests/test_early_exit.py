@@ -122,8 +122,11 @@ def test_pabee_exits_after_exactly_patience_unchanged_predictions():
 
 
 def official_patience_exit(predictions: list[int], patience: int) -> int:
-    """0-based exit layer by the official PABEE counter (`AlbertModel.forward`, patience > 0): +1 when a
-    layer's argmax equals the previous layer's, back to 0 otherwise, exit when it reaches `patience`."""
+    """0-based exit layer by the official PABEE counter (`AlbertModel.forward`): +1 when a layer's argmax
+    equals the previous layer's, back to 0 otherwise, exit when it reaches `patience`; patience 0 runs
+    every layer."""
+    if patience == 0:
+        return len(predictions) - 1
     counter, previous = 0, None
     for layer, prediction in enumerate(predictions):
         counter = counter + 1 if previous is not None and prediction == previous else 0
@@ -137,7 +140,7 @@ def test_pabee_exit_layers_are_the_official_counters_on_random_predictions():
     generator = torch.Generator().manual_seed(0)
     predictions = torch.randint(0, 2, (8, 300), generator=generator)  # 8 layers, 300 examples, 2 classes
     logits = torch.nn.functional.one_hot(predictions, 2).float()
-    for patience in (1, 2, 3, 6):
+    for patience in (0, 1, 2, 3, 6):
         method = METHODS.get("pabee")(patience=patience)
         exits = exit_layers(method, logits, torch.zeros(9, 300, 1), None, torch.zeros(8, 300)).tolist()
         expected = [official_patience_exit(predictions[:, i].tolist(), patience) for i in range(300)]

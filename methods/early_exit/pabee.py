@@ -7,9 +7,8 @@ loss). The loss is sum_i i * CE_i / sum_i i over layers i = 1..L. The counter st
 goes up by one at each layer whose argmax equals the layer before's and back to 0 otherwise; the model
 exits at the first layer where it reaches `patience`, i.e. once `patience` + 1 layers in a row agree
 (`patience` 6 exits after layer 7 at the earliest), else after the last layer. The official checks the
-batch as a whole (its inference script runs batch 1); here each example is its own. The official's
-`patience` 0 is a switch for "no early exit" (the last classifier); that is the full-depth method here,
-and `patience` 0 follows the counting rule (exit after layer 1).
+batch as a whole (its inference script runs batch 1); here each example is its own. `patience` 0 is the
+official's switch for "no early exit": every example takes the last layer's classifier.
 
 Left as in this benchmark's other early-exit heads (full-depth, DeeBERT), so that the exit rules are
 compared on the same heads: each layer's classifier is one Linear on the task's pooled state, where the
@@ -19,6 +18,7 @@ official passes each layer's [CLS] state through the backbone's one pooler and, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.lazy import lazy_module
 from harness.registries import register_method
@@ -31,8 +31,10 @@ F = lazy_module("torch.nn.functional")
 @register_method("pabee")
 @dataclass(kw_only=True)
 class PABEE(EarlyExitMethod):
+    # 2: `patience` 0 never exits early, as the official (version 1 exited every example after layer 1)
+    version: ClassVar[str] = "2"
     exit_params = ("patience",)
-    patience: int = 6  # the paper's default for 12-layer ALBERT
+    patience: int = 6  # the paper's default for 12-layer ALBERT; 0: no early exit
 
     def loss(self, logits, states, modules, labels):  # type: ignore[no-untyped-def]
         weights = range(1, len(logits) + 1)
@@ -41,7 +43,7 @@ class PABEE(EarlyExitMethod):
         ) / sum(weights)
 
     def exits_at(self, logits, states, modules, uniforms):  # type: ignore[no-untyped-def]
-        if len(logits) <= self.patience:
+        if self.patience == 0 or len(logits) <= self.patience:
             return torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
         predictions = logits[-(self.patience + 1) :].argmax(dim=-1)  # this layer and `patience` before it
         return (predictions == predictions[-1]).all(dim=0)
