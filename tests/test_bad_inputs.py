@@ -1187,3 +1187,22 @@ def test_a_label_with_a_pipe_keeps_the_markdown_table_whole(ran, tmp_path, capsy
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     cells = {len(re.split(r"(?<!\\)\|", row)) for row in rows}
     assert len(cells) == 1 and any("a\\|b" in row for row in rows), rows
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "quick", "--results", ""],
+        ["show", "quick", "-o", " "],
+        ["baseline", "save", "quick", "v", "--dir", ""],
+        ["compare", "quick", "--baseline", "reference", "--dir", ""],
+        ["assets", "pull", "mnist-5k", "--wheel", ""],
+    ],
+)
+def test_an_empty_path_option_is_refused(tmp_path, capsys, monkeypatch, argv):
+    """Before: `--results ""` or `--dir ""` (an unset shell variable) meant the current folder: runs/,
+    reports/ or <board>/<name>.json were written there."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert "expected a path, got an empty one" in one_error(capsys)
+    assert list(tmp_path.iterdir()) == []
