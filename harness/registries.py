@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from harness.components import Method, Metric, Task
+from harness.components import Method, Metric, Resources, Task
 from harness.errors import UserError
 from harness.registry import Registry, first_line
 
@@ -107,6 +107,15 @@ def declaration_problem(cls: type[Task] | type[Method]) -> str | None:
             return f"class variable 'primary_metric' is {primary!r}, not one of its metrics"
         if not isinstance(cls.scales, dict) or not all(isinstance(s, dict) for s in cls.scales.values()):
             return "class variable 'scales' must map scale names to parameter settings"
+        if not isinstance(cls.resources, dict) or not all(
+            isinstance(r, Resources) for r in cls.resources.values()
+        ):
+            return "class variable 'resources' must map scale names to harness.components.Resources"
+        names = {m.name for m in metrics}
+        if cls.tradeoff is not None and not (
+            isinstance(cls.tradeoff, tuple) and len(cls.tradeoff) == 2 and set(cls.tradeoff) <= names
+        ):
+            return f"class variable 'tradeoff' must be None or two of its metrics, got {cls.tradeoff!r}"
     elif not isinstance(getattr(cls, "check_params", None), dict):
         return "class variable 'check_params' must be a mapping of parameter settings"
     return None

@@ -899,6 +899,12 @@ class WrongPrimary(EchoTask):
     primary_metric: ClassVar[str] = "accuracy"
 
 
+@register_task("audit/tradeoff")
+@dataclass(kw_only=True)
+class Tradeoff(EchoTask):
+    tradeoff: ClassVar = ("score", "accuracy")
+
+
 @register_method("audit-unknown-type")
 @dataclass(kw_only=True)
 class UnknownType(DiagnosticMethod):
@@ -982,6 +988,7 @@ def test_plugins_missing_declarations_are_left_out_with_a_warning(plugin_registr
     for name, cause in (
         ("audit/no-metrics", "class variable 'metrics' must be a non-empty tuple"),
         ("audit/wrong-primary", "class variable 'primary_metric' is 'accuracy', not one of its metrics"),
+        ("audit/tradeoff", "class variable 'tradeoff' must be None or two of its metrics"),
         ("audit-unknown-type", "its parameters cannot be read (NameError: name 'NoSuchType' is not defined)"),
         ("audit-int-version", "its version must be non-empty text such as '1', got 2"),
         ("audit-check-params", "class variable 'check_params' must be a mapping"),
