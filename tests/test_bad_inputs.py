@@ -902,7 +902,7 @@ class WrongPrimary(EchoTask):
 @register_task("audit/tradeoff")
 @dataclass(kw_only=True)
 class Tradeoff(EchoTask):
-    tradeoff: ClassVar = ("score", "accuracy")
+    tradeoff: ClassVar = "score"
 
 
 @register_method("audit-unknown-type")
@@ -988,7 +988,7 @@ def test_plugins_missing_declarations_are_left_out_with_a_warning(plugin_registr
     for name, cause in (
         ("audit/no-metrics", "class variable 'metrics' must be a non-empty tuple"),
         ("audit/wrong-primary", "class variable 'primary_metric' is 'accuracy', not one of its metrics"),
-        ("audit/tradeoff", "class variable 'tradeoff' must be None or two of its metrics"),
+        ("audit/tradeoff", "class variable 'tradeoff' must be None or two metric names, got 'score'"),
         ("audit-unknown-type", "its parameters cannot be read (NameError: name 'NoSuchType' is not defined)"),
         ("audit-int-version", "its version must be non-empty text such as '1', got 2"),
         ("audit-check-params", "class variable 'check_params' must be a mapping"),
