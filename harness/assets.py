@@ -154,7 +154,12 @@ def is_cached(asset: Asset) -> bool:
 def resolve(name: str, local_path: str | None = None, allow_download: bool = True) -> Path:
     """The folder holding an asset's files: an explicit local path, else the cache, else a fresh pull."""
     if local_path:
-        path = Path(local_path).expanduser()
+        try:
+            path = Path(local_path).expanduser()
+        except RuntimeError:  # `~name/...` for a user this machine does not have
+            raise UserError(
+                f"asset '{name}': local path {local_path!r} names the home of no user here"
+            ) from None
         if not path.exists():
             raise UserError(f"asset '{name}': local path {path} does not exist")
         return path

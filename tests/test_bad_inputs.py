@@ -1213,3 +1213,12 @@ def test_an_empty_path_option_is_refused(tmp_path, capsys, monkeypatch, argv):
     assert main(argv) == 2
     assert "expected a path, got an empty one" in one_error(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_asset_path_in_the_home_of_no_such_user_is_a_one_line_error():
+    from harness.errors import UserError
+
+    with pytest.raises(
+        UserError, match="asset 'mnist-5k': local path '~no-such-user-xyz/m.csv.gz' names the"
+    ):
+        assets.resolve("mnist-5k", "~no-such-user-xyz/m.csv.gz")
