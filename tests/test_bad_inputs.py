@@ -1222,3 +1222,23 @@ def test_an_asset_path_in_the_home_of_no_such_user_is_a_one_line_error():
         UserError, match="asset 'mnist-5k': local path '~no-such-user-xyz/m.csv.gz' names the"
     ):
         assets.resolve("mnist-5k", "~no-such-user-xyz/m.csv.gz")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"folds": 1}, "parameter 'folds' must be at least 2, got 1"),
+        ({"max_rows": -5}, "parameter 'max_rows' must be 0 \\(all\\) or more, got -5"),
+    ],
+)
+def test_tabular_folds_and_rows_out_of_range_are_refused_when_planned(tmp_path, capsys, params, message):
+    """Before: each run failed after loading its data (scikit-learn's n_splits / train_size errors)."""
+    board = tmp_path / "b.yaml"
+    board.write_text(
+        yaml.safe_dump(
+            {"name": "t", "tasks": [{"name": "tabular/iris", "params": params}], "methods": ["logreg"]}
+        )
+    )
+    assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    line = one_error(capsys)
+    assert re.search(message, line) and "task 'tabular/iris'" in line and str(board) in line, line

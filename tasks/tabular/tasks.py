@@ -13,6 +13,7 @@ import numpy as np
 
 from harness.components import Metric, Resources, Task
 from harness.context import RunContext
+from harness.errors import UserError
 from harness.health import HEALTH_METRIC, report_health
 from harness.registries import register_task
 from tasks.tabular.datasets import TabularData, check_table, load_openml, load_sklearn, load_table
@@ -49,6 +50,14 @@ class TabularTask(Task):
 
     folds: int = 5
     max_rows: int = 0  # 0 keeps every row; otherwise a stratified subsample fixed by the seed
+
+    def check_inputs(self) -> None:
+        if self.folds < 2:
+            raise UserError(f"task '{self.name}': parameter 'folds' must be at least 2, got {self.folds}")
+        if self.max_rows < 0:
+            raise UserError(
+                f"task '{self.name}': parameter 'max_rows' must be 0 (all) or more, got {self.max_rows}"
+            )
 
     def load(self) -> TabularData:
         raise NotImplementedError
@@ -160,4 +169,5 @@ class LocalTableTask(TabularTask):
         return load_table(self.path, self.target)
 
     def check_inputs(self) -> None:
+        super().check_inputs()
         check_table(self.path, self.target)
