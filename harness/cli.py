@@ -803,6 +803,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     path = baseline.find(board.name, args.baseline, args.dir)
     document = baseline.read(path)
     baseline.check_scale(document, board, path)
+    document, left_out = _within_selection(document, board, plan, args)
     results = baseline.compare(board, plan, records, document, args.tolerance, args.alpha)
     console.print(
         f"[bold]{escape(board.name)}[/] against baseline '{escape(args.baseline)}' "
@@ -810,6 +811,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         highlight=False,
     )
     console.print(f"from {escape(str(path))}", highlight=False, soft_wrap=True)
+    if left_out:
+        console.print(f"{left_out} saved cell(s) outside --tasks / --methods left out", highlight=False)
     render_comparison(results, console, lambda task: _family_of(board, task), args.all)
     regressions = [c for c in results if c.regression]
     counts = {
@@ -820,6 +823,24 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]regression:[/] {len(regressions)} cell metric(s) worse, failed or missing")
         return 1
     return 0
+
+
+def _within_selection(
+    document: dict, board: lb.Leaderboard, plan: list[lb.PlannedRun], args: argparse.Namespace
+) -> tuple[dict, int]:
+    """The baseline without the cells the board has but --tasks / --methods leave out (the user did not
+    ask about them), and how many those were; a cell the board itself no longer has stays, to be reported
+    missing."""
+    if not (args.tasks or args.methods):
+        return document, 0
+    everything = {(r.task, r.method) for r in board.plan(None, None, args.seeds, args.threads)}
+    chosen = {(r.task, r.method) for r in plan}
+    kept = [
+        c
+        for c in document["cells"]
+        if (c["task"], c["method"]) in chosen or (c["task"], c["method"]) not in everything
+    ]
+    return {**document, "cells": kept}, len(document["cells"]) - len(kept)
 
 
 def _family_of(board: lb.Leaderboard, task: str) -> str:

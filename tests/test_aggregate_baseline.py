@@ -121,6 +121,13 @@ def test_save_then_compare_gates_on_regressions(board_file, results, tmp_path, c
     assert "worse" in out and "regression" in out
     assert main(["compare", path, "--baseline", "v1", "--dir", str(folder), "--tolerance", "1.5"]) == 0
     assert main(["compare", path, "--baseline", "nope", "--dir", str(folder)]) == 2
+    capsys.readouterr()
+
+    # Gating a selection: the cells --methods leaves out are not compared, so not "missing" either.
+    assert main(["compare", path, "--baseline", "v1", "--dir", str(folder), "--methods", "a,c"]) == 0
+    out = capsys.readouterr().out
+    assert "0 missing" in out and "1 saved cell(s) outside --tasks / --methods left out" in out
+    assert main(["compare", path, "--baseline", "v1", "--dir", str(folder), "--methods", "b"]) == 1
 
 
 @pytest.mark.parametrize("board_name", ["quick", "mcq"])
