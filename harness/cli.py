@@ -787,11 +787,32 @@ def cmd_baseline_save(args: argparse.Namespace, console: Console) -> int:
 
     baseline.check_name(args.name)
     board, plan, records = _stored(args, console)
+    before = _saved_cells(baseline.baseline_path(board.name, args.name, args.dir))
     path, skipped = baseline.save(board, plan, records, args.name, args.dir)
     for cell in skipped:
         console.print(f"[yellow]not saved (incomplete):[/] {escape(cell)}")
     console.print(f"saved baseline '{escape(args.name)}' of {escape(board.name)} to {escape(str(path))}")
+    if before is not None:
+        dropped = before - _saved_cells(path, default=set())
+        console.print(
+            f"it replaced the one saved before ({len(before)} cells)"
+            + (f"; {len(dropped)} of them are no longer in it" if dropped else ""),
+            highlight=False,
+        )
     return 0
+
+
+def _saved_cells(path: Path, default: set | None = None) -> set[tuple[str, str]] | None:
+    """The (task, method) cells of the baseline at `path`; `default` where there is none or it is not
+    readable."""
+    from harness import baseline
+
+    if not path.is_file():
+        return default
+    try:
+        return {(c["task"], c["method"]) for c in baseline.read(path)["cells"]}
+    except UserError:
+        return default if default is not None else set()
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:

@@ -106,6 +106,12 @@ def test_save_then_compare_gates_on_regressions(board_file, results, tmp_path, c
     saved = baseline.load("agg", "v1", folder)
     assert {c["method"] for c in saved["cells"]} == {"a", "b", "c"}
     assert "seconds" not in saved["cells"][0]["metrics"], "timings are not gated"
+    capsys.readouterr()
+    assert main(["baseline", "save", path, "v1", "--dir", str(folder), "--methods", "a,b"]) == 0
+    assert (
+        "it replaced the one saved before (3 cells); 1 of them are no longer in it" in capsys.readouterr().out
+    )
+    assert main(["baseline", "save", path, "v1", "--dir", str(folder)]) == 0
     assert main(["compare", path, "--baseline", "v1", "--dir", str(folder)]) == 0
     assert "0 worse" in capsys.readouterr().out
 
