@@ -796,7 +796,11 @@ def cmd_baseline_save(args: argparse.Namespace, console: Console) -> int:
         dropped = before - _saved_cells(path, default=set())
         console.print(
             f"it replaced the one saved before ({len(before)} cells)"
-            + (f"; {len(dropped)} of them are no longer in it" if dropped else ""),
+            + (
+                f"; {len(dropped)} of them {'is' if len(dropped) == 1 else 'are'} no longer in it"
+                if dropped
+                else ""
+            ),
             highlight=False,
         )
     return 0

@@ -109,7 +109,7 @@ def test_save_then_compare_gates_on_regressions(board_file, results, tmp_path, c
     capsys.readouterr()
     assert main(["baseline", "save", path, "v1", "--dir", str(folder), "--methods", "a,b"]) == 0
     assert (
-        "it replaced the one saved before (3 cells); 1 of them are no longer in it" in capsys.readouterr().out
+        "it replaced the one saved before (3 cells); 1 of them is no longer in it" in capsys.readouterr().out
     )
     assert main(["baseline", "save", path, "v1", "--dir", str(folder)]) == 0
     assert main(["compare", path, "--baseline", "v1", "--dir", str(folder)]) == 0
