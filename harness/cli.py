@@ -793,7 +793,7 @@ def cmd_baseline_save(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]not saved (incomplete):[/] {escape(cell)}")
     console.print(f"saved baseline '{escape(args.name)}' of {escape(board.name)} to {escape(str(path))}")
     if before is not None:
-        dropped = before - _saved_cells(path, default=set())
+        dropped = before - (_saved_cells(path) or set())
         console.print(
             f"it replaced the one saved before ({len(before)} cells)"
             + (
@@ -806,17 +806,17 @@ def cmd_baseline_save(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _saved_cells(path: Path, default: set | None = None) -> set[tuple[str, str]] | None:
-    """The (task, method) cells of the baseline at `path`; `default` where there is none or it is not
-    readable."""
+def _saved_cells(path: Path) -> set[tuple[str, str]] | None:
+    """The (task, method) cells of the baseline at `path`: None where there is none, empty where it
+    cannot be read."""
     from harness import baseline
 
     if not path.is_file():
-        return default
+        return None
     try:
         return {(c["task"], c["method"]) for c in baseline.read(path)["cells"]}
     except UserError:
-        return default if default is not None else set()
+        return set()
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
@@ -828,7 +828,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     path = baseline.find(board.name, args.baseline, args.dir)
     document = baseline.read(path)
     baseline.check_scale(document, board, path)
-    document, left_out = _within_selection(document, board, plan, args)
+    document, left_out = _within_selection(document, plan, args)
     results = baseline.compare(board, plan, records, document, args.tolerance, args.alpha)
     console.print(
         f"[bold]{escape(board.name)}[/] against baseline '{escape(args.baseline)}' "
@@ -851,20 +851,21 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _within_selection(
-    document: dict, board: lb.Leaderboard, plan: list[lb.PlannedRun], args: argparse.Namespace
+    document: dict, plan: list[lb.PlannedRun], args: argparse.Namespace
 ) -> tuple[dict, int]:
-    """The baseline without the cells the board has but --tasks / --methods leave out (the user did not
-    ask about them), and how many those were; a cell the board itself no longer has stays, to be reported
-    missing."""
+    """The baseline without the cells --tasks / --methods leave out (the user did not ask about them),
+    and how many those were; a selected cell the board no longer has stays, to be reported missing."""
     if not (args.tasks or args.methods):
         return document, 0
-    everything = {(r.task, r.method) for r in board.plan(None, None, args.seeds, args.threads)}
-    chosen = {(r.task, r.method) for r in plan}
-    kept = [
-        c
-        for c in document["cells"]
-        if (c["task"], c["method"]) in chosen or (c["task"], c["method"]) not in everything
-    ]
+    planned = {(r.task, r.method) for r in plan}
+
+    def asked(cell: dict) -> bool:
+        return (cell["task"], cell["method"]) in planned or (
+            (not args.tasks or cell["task"] in args.tasks)
+            and (not args.methods or cell["method"] in args.methods)
+        )
+
+    kept = [c for c in document["cells"] if asked(c)]
     return {**document, "cells": kept}, len(document["cells"]) - len(kept)
 
 

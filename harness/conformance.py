@@ -55,7 +55,12 @@ def _checks(method_cls: type[Method], timeout_s: float) -> Iterator[Check]:
         task_cls = TASKS.get(task_name)
         try:
             spec = make_spec(
-                task_cls, method_cls, 0, "smoke", method_params=method_cls.check_params, where="check-method"
+                task_cls,
+                method_cls,
+                0,
+                "smoke",
+                method_params=check_settings(method_cls),
+                where="check-method",
             )
         except UserError as err:
             yield Check(f"{family}: spec on {task_name}", False, str(err))
@@ -108,3 +113,10 @@ def _run_isolated(spec: RunSpec, timeout_s: float) -> Record:
             return executor.submit(spec).result()
         finally:
             executor.shutdown()
+
+
+def check_settings(method_cls: type) -> dict:
+    """The parameter settings check-method runs with: the method's `check_params`, or its defaults where
+    a plugin gave that name to a method of its own."""
+    settings = getattr(method_cls, "check_params", None)
+    return dict(settings) if isinstance(settings, dict) else {}

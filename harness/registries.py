@@ -103,7 +103,7 @@ def declaration_problem(cls: type[Task] | type[Method]) -> str | None:
         if odd:  # a record keeps higher_is_better as it is, and a record with a non-bool is refused
             return f"metric {odd[0].name!r} needs a text name and higher_is_better True or False"
         primary = getattr(cls, "primary_metric", None)
-        if primary not in {m.name for m in metrics}:
+        if not isinstance(primary, str) or primary not in {m.name for m in metrics}:
             return f"class variable 'primary_metric' is {primary!r}, not one of its metrics"
         if not isinstance(cls.scales, dict) or not all(isinstance(s, dict) for s in cls.scales.values()):
             return "class variable 'scales' must map scale names to parameter settings"
@@ -116,7 +116,8 @@ def declaration_problem(cls: type[Task] | type[Method]) -> str | None:
             isinstance(tradeoff, tuple) and len(tradeoff) == 2 and all(isinstance(m, str) for m in tradeoff)
         ):
             return f"class variable 'tradeoff' must be None or two metric names, got {tradeoff!r}"
-    elif not isinstance(getattr(cls, "check_params", None), dict):
+    elif not isinstance(getattr(cls, "check_params", None), dict) and not callable(cls.check_params):
+        # a method of a plugin's own may carry the name; check-method then uses its defaults
         return "class variable 'check_params' must be a mapping of parameter settings"
     return None
 

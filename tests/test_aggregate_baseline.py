@@ -134,6 +134,13 @@ def test_save_then_compare_gates_on_regressions(board_file, results, tmp_path, c
     out = capsys.readouterr().out
     assert "0 missing" in out and "1 saved cell(s) outside --tasks / --methods left out" in out
     assert main(["compare", path, "--baseline", "v1", "--dir", str(folder), "--methods", "b"]) == 1
+    # A cell of a method the board no longer has: missing with no selection, left out of one without it.
+    document["cells"].append({**document["cells"][0], "method": "gone"})
+    file.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert main(["compare", path, "--baseline", "v1", "--dir", str(folder), "--methods", "a"]) == 0
+    assert "3 saved cell(s) outside --tasks / --methods left out" in capsys.readouterr().out
+    assert main(["compare", path, "--baseline", "v1", "--dir", str(folder), "--tolerance", "1.5"]) == 1
 
 
 @pytest.mark.parametrize("board_name", ["quick", "mcq"])

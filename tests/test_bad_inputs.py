@@ -899,6 +899,22 @@ class WrongPrimary(EchoTask):
     primary_metric: ClassVar[str] = "accuracy"
 
 
+@register_task("audit/listed-primary")
+@dataclass(kw_only=True)
+class ListedPrimary(EchoTask):
+    primary_metric: ClassVar = ["score"]
+
+
+@register_method("audit-own-check-params")
+@dataclass(kw_only=True)
+class OwnCheckParams(DiagnosticMethod):
+    def check_params(self):  # a method of the plugin's own under the class variable's name
+        return True
+
+    def score(self, seed):
+        return 4.0
+
+
 @register_task("audit/tradeoff")
 @dataclass(kw_only=True)
 class Tradeoff(EchoTask):
@@ -988,6 +1004,7 @@ def test_plugins_missing_declarations_are_left_out_with_a_warning(plugin_registr
     for name, cause in (
         ("audit/no-metrics", "class variable 'metrics' must be a non-empty tuple"),
         ("audit/wrong-primary", "class variable 'primary_metric' is 'accuracy', not one of its metrics"),
+        ("audit/listed-primary", "class variable 'primary_metric' is ['score'], not one of its metrics"),
         ("audit/tradeoff", "class variable 'tradeoff' must be None or two metric names, got 'score'"),
         ("audit-unknown-type", "its parameters cannot be read (NameError: name 'NoSuchType' is not defined)"),
         ("audit-int-version", "its version must be non-empty text such as '1', got 2"),
@@ -1001,6 +1018,7 @@ def test_plugins_missing_declarations_are_left_out_with_a_warning(plugin_registr
     assert "method name 5 (module audit_plugin) must be non-empty text; it is left out" in warnings
     assert "audit-fine" in captured.out
     assert main(["describe", "audit-fine"]) == 0
+    assert main(["describe", "audit-own-check-params"]) == 0, "a method named check_params is no declaration"
 
 
 def test_a_plugin_module_that_exits_or_is_a_file_name_is_a_warning(plugin_registries, capsys):
