@@ -32,13 +32,11 @@ def reported_numbers() -> list[Reported]:
         if not isinstance(entries, list):
             raise UserError(f"{path}: field 'reported' must be a list of entries")
         for i, item in enumerate(entries):
-            value = item.get("value") if isinstance(item, dict) else None
+            value = _number(item.get("value")) if isinstance(item, dict) else None
             if (
                 not isinstance(item, dict)
                 or not all(isinstance(item.get(k), str) and item[k] for k in ("task", "metric"))
-                or isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
+                or value is None
             ):
                 raise UserError(
                     f"{path}: reported[{i}] needs task and metric (text) and a finite numeric value"
@@ -54,6 +52,18 @@ def reported_numbers() -> list[Reported]:
                 )
             )
     return out
+
+
+def _number(value: object) -> float | None:
+    """A reported value as a finite float: a YAML number, or text that reads as one (YAML reads `1e-3`,
+    without a dot, and anything quoted as text); None for anything else, booleans included."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value) if isinstance(value, int | float | str) else math.nan
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def for_tasks(task_names: list[str]) -> list[Reported]:

@@ -813,6 +813,12 @@ def test_malformed_papers_files_are_one_line_errors(tmp_path, capsys, monkeypatc
     bad.write_text("source: a paper\nreported: [{task: diag/echo, metric: score, value: 9.5, unit: '%'}]\n")
     assert main(["show", str(board), "--results", str(tmp_path / "r")]) == 0
     assert "9.5 %" in capsys.readouterr().out
+    # YAML reads 1e-3 (no dot) and anything quoted as text: numbers all the same, as before the audit.
+    bad.write_text(
+        "reported: [{task: diag/echo, metric: score, value: 1e-3},\n"
+        "  {task: diag/echo, metric: score, value: '71.2'}]\n"
+    )
+    assert [r.value for r in papers.reported_numbers()] == [0.001, 71.2]
 
 
 @pytest.mark.parametrize(
