@@ -1266,3 +1266,18 @@ def test_tabular_folds_and_rows_out_of_range_are_refused_when_planned(tmp_path, 
     assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
     line = one_error(capsys)
     assert re.search(message, line) and "task 'tabular/iris'" in line and str(board) in line, line
+
+
+@pytest.mark.parametrize("params", [{"test": -3}, {"calibration": -1}, {"test": 0}])
+def test_mcq_split_counts_out_of_range_are_refused_when_planned(tmp_path, capsys, params):
+    """Before (for the generated suites): --dry-run passed, then each run failed on an empty test set
+    sliced from the end of the question list."""
+    board = tmp_path / "b.yaml"
+    board.write_text(
+        yaml.safe_dump(
+            {"name": "m", "tasks": [{"name": "mcq/arithmetic", "params": params}], "methods": ["zero-shot"]}
+        )
+    )
+    assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    line = one_error(capsys)
+    assert "task 'mcq/arithmetic'" in line and "expected at least 0 calibration and 1 test" in line, line

@@ -354,15 +354,19 @@ def test_a_palbert_training_forward_stops_computing_layers_once_the_batch_passed
     assert encoder.encoder.layer[2].output.dense.weight.grad is None
 
 
-@pytest.mark.parametrize(("method", "heads_called"), [("full-depth", [3]), ("pabee", [0, 1, 2, 3])])
-def test_incremental_inference_asks_only_the_heads_a_rule_can_exit_on(tiny, method, heads_called):
-    """Full-depth never exits early, so its timed path runs no intermediate head (the plain model's cost);
-    a rule that can exit reads every layer's head, and both end on the batched rule's layer."""
+@pytest.mark.parametrize(
+    ("method", "params", "heads_called"),
+    [("full-depth", {}, [3]), ("pabee", {"patience": 5}, [0, 1, 2, 3]), ("pabee", {"patience": 0}, [3])],
+)
+def test_incremental_inference_asks_only_the_heads_a_rule_can_exit_on(tiny, method, params, heads_called):
+    """Full-depth (and PABEE at patience 0) never exits early, so its timed path runs no intermediate head
+    (the plain model's cost); a rule that can exit reads every layer's head, and all end on the batched
+    rule's layer."""
     from tasks.early_exit import backbone
     from tasks.early_exit.tasks import _IncrementalRule
 
     encoder, tokenizer = backbone.load(str(tiny / "bert"), "cpu")
-    rule_method = METHODS.get(method)(**({"patience": 5} if method == "pabee" else {}))
+    rule_method = METHODS.get(method)(**params)
     modules = rule_method.make_modules(encoder.config.hidden_size, backbone.layer_count(encoder), 2).eval()
     called: list[int] = []
     for i, head in enumerate(modules["classifiers"]):

@@ -36,6 +36,11 @@ class PABEE(EarlyExitMethod):
     exit_params = ("patience",)
     patience: int = 6  # the paper's default for 12-layer ALBERT; 0: no early exit
 
+    @property
+    def exits_early(self) -> bool:  # type: ignore[override]
+        """Patience 0 never exits early: the timed path then runs no intermediate head, as full-depth."""
+        return self.patience > 0
+
     def loss(self, logits, states, modules, labels):  # type: ignore[no-untyped-def]
         weights = range(1, len(logits) + 1)
         return sum(

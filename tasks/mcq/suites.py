@@ -51,12 +51,17 @@ def place_gold(questions: Sequence[Question], rng: np.random.Generator) -> list[
     return out
 
 
-def check_counts(available: int, calibration: int, test: int) -> None:
-    """A split the suite can give: a negative count would slice from the end (an empty test set)."""
+def check_sizes(calibration: int, test: int) -> None:
+    """Split sizes any suite could give: a negative count would slice from the end (an empty test set)."""
     if calibration < 0 or test < 1:
         raise UserError(
             f"calibration={calibration}, test={test}: expected at least 0 calibration and 1 test question"
         )
+
+
+def check_counts(available: int, calibration: int, test: int) -> None:
+    """A split the suite can give."""
+    check_sizes(calibration, test)
     if calibration + test > available:
         raise UserError(
             f"the suite has {available} questions; calibration={calibration} + test={test} is more"

@@ -28,7 +28,7 @@ from tasks.mcq.metrics import MAX_OPTIONS, MCQ_METRICS, mcq_metrics
 from tasks.mcq.prompts import DEFAULT_PROMPT, PromptTemplate, prompt_template
 from tasks.mcq.protocol import MCQMethod
 from tasks.mcq.scoring import Scorer
-from tasks.mcq.suites import LETTERS, OFFLINE_SUITES, Split, in_order, split
+from tasks.mcq.suites import LETTERS, OFFLINE_SUITES, Split, check_sizes, in_order, split
 
 SMOKE = {"calibration": 8, "test": 12, "lens_questions": 8}
 CPU = {"calibration": 60, "test": 160, "lens_questions": 80}
@@ -71,6 +71,7 @@ class MCQTask(Task):
 
     def check_inputs(self) -> None:
         self.template()
+        check_sizes(self.calibration, self.test)  # the generated suites split only in their runs
 
     def artifact_keys(self, method: MCQMethod, seed: int, scale: str) -> tuple[str, ...]:
         from tasks import causal_lm

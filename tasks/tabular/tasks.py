@@ -53,11 +53,9 @@ class TabularTask(Task):
 
     def check_inputs(self) -> None:
         if self.folds < 2:
-            raise UserError(f"task '{self.name}': parameter 'folds' must be at least 2, got {self.folds}")
+            raise UserError(f"parameter 'folds' must be at least 2, got {self.folds}")
         if self.max_rows < 0:
-            raise UserError(
-                f"task '{self.name}': parameter 'max_rows' must be 0 (all) or more, got {self.max_rows}"
-            )
+            raise UserError(f"parameter 'max_rows' must be 0 (all) or more, got {self.max_rows}")
 
     def load(self) -> TabularData:
         raise NotImplementedError
