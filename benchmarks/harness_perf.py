@@ -6,10 +6,12 @@
    back-to-back pairs, and the same for short runs (~0.14 s), where the harness's cost per run shows.
    The ratio is split into the harness's part (how much of the workers' CPU capacity the runs' own CPU
    time fills, from each run's record) and the machine's part (how much more CPU time the same run
-   takes beside another than alone), and
-   the same work in plain processes is timed in the same pairs. On this project's shared VMs one core's
-   speed alone varies about 2x from second to second (its host core is shared), so a ratio of two wall
-   times taken seconds apart is mostly that; the harness's part is measured within one batch and holds.
+   takes beside another than alone); each pair's two parts multiply to its ratio (their medians need
+   not). The same work in plain processes is timed in the same pairs. On this project's shared VMs one
+   core's speed alone varies about 2x from second to second (its host core is shared), so a ratio of
+   two wall times taken seconds apart is mostly that; the harness's part is measured within one batch,
+   where the host's speed cancels. Any other process on the machine counts against the harness's part:
+   with two workers it takes the runs' cores, with one it mostly finds the idle core.
 Each line ends with the machine's load average: on a shared machine only the ratios within one line
 compare.
 
@@ -100,7 +102,8 @@ class Batch:
     @property
     def run_share(self) -> float:
         """The share of the workers' CPU capacity (workers x wall) that went into the runs' own work: the
-        rest went to the harness (forks, teardowns, records, the driver) or stayed idle. CPU time, not
+        rest went to the harness (forks, teardowns, records, the driver), to any other process on the
+        machine, or stayed idle. CPU time, not
         the runs' wall time, which also counts what the harness took from a run's core while it ran."""
         return sum(self.cpu) / (self.workers * self.wall)
 

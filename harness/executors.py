@@ -329,7 +329,7 @@ class LocalExecutor(Executor):
                     "message": f"worker could not start: {err}",
                     "traceback": "",
                 }
-                data = build_record(spec, run_id, "failed", {}, error, utc_now(), 0.0)
+                data = build_record(spec, run_id, "failed", {}, error, utc_now(), 0.0, threads=spec.threads)
                 future.set_result(self._store_own(data))
                 continue
             self._running[process.sentinel] = _Running(
@@ -447,5 +447,7 @@ class LocalExecutor(Executor):
                     "traceback": "",
                 },
             )
-        data = build_record(run.spec, run.run_id, status, {}, error, run.started_at, elapsed)
+        data = build_record(
+            run.spec, run.run_id, status, {}, error, run.started_at, elapsed, threads=run.spec.threads
+        )
         return self._store_own(data)
