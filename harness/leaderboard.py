@@ -231,14 +231,26 @@ def read_yaml(path: Path, what: str) -> Any:
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.safe_load, except that a key written twice in one mapping is an error: PyYAML keeps the last
-    one silently, so a board with two `methods:` lists would run only the second."""
+    one silently, so a board with two `methods:` lists would run only the second. A mapping's keys are
+    checked as written, before PyYAML merges `<<: *anchor` keys into it (it does that in place, to the
+    anchored mapping too, so a later look would take a merged key overridden on purpose for a repeat)."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._check_unique_keys(node)
+        super().flatten_mapping(node)
+
+    def _check_unique_keys(self, node: yaml.MappingNode) -> None:
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden, on purpose
                 continue
-            key = self.construct_object(key_node, deep=deep)
+            key = self.construct_object(key_node)
             try:
                 repeated = key in first_line
             except TypeError:  # an unhashable key: the base constructor says so
@@ -251,7 +263,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     key_node.start_mark,
                 )
             first_line[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
 
 
 def _first_line(err: BaseException) -> str:

@@ -782,6 +782,21 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path, capsys):
     assert "method b (diag-constant): jitter=0.0, value=1.0" in capsys.readouterr().out
 
 
+def test_a_mapping_merged_in_before_it_is_read_is_checked_as_written(tmp_path):
+    """A later mapping merges one that itself merges and overrides an anchor: PyYAML flattens the inner one
+    in place first, which put 'value' in it twice for a check made when it was read."""
+    from harness.leaderboard import read_yaml
+
+    text = (
+        "base: &base {value: 5, jitter: 0.0}\n"
+        "methods: [{name: diag-constant, params: &small {<<: *base, value: 1}}]\n"
+        "extra: {<<: *small, jitter: 3}\n"
+    )
+    file = tmp_path / "b.yaml"
+    file.write_text(text)
+    assert read_yaml(file, "leaderboard") == yaml.safe_load(text)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
