@@ -83,26 +83,48 @@ def content_digest(path: Path) -> str:
     return digest
 
 
+MAX_FILES = 1_000_000  # a folder input holding more is a mistake (`path: /`), not a dataset to hash
+MAX_LINK_VISITS = 16  # how often one real folder may be entered through links (they can fan out)
+
+
 def _files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
     """(relative name, path, stat) of the file, or of every regular file under the folder ('' for a file).
-    A FIFO or device is refused: reading one to hash it could block forever."""
+    A FIFO or device is refused: reading one to hash it could block forever.
+
+    A linked folder is walked as loaders read it (class folders linked into an image set). A link to a
+    folder already on the way down, or to one that holds the root, is a cycle and is not entered; a real
+    folder entered through links more than MAX_LINK_VISITS times (links that fan out, doubling at each
+    level) or more than MAX_FILES files is refused rather than walked for hours. Only links need a
+    realpath: a plain subfolder's real path is its parent's plus its name."""
     if not root.is_dir():
         st = root.stat()
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{root} is not a regular file or a folder")
         return [("", root, st)]
     out = []
-    # A linked folder is walked as loaders read it (class folders linked into an image set); one that is
-    # already on the way down from the root (a link cycle) is not entered again.
-    above: dict[str, frozenset[str]] = {str(root): frozenset({os.path.realpath(root)})}
+    top = os.path.realpath(root)
+    real_of: dict[str, str] = {str(root): top}
+    parent_of: dict[str, str | None] = {str(root): None}
+    link_visits: dict[str, int] = {}
     for folder, subfolders, names in os.walk(root, followlinks=True):
         kept = []
         for name in sorted(d for d in subfolders if not d.startswith(".")):
             sub = str(Path(folder) / name)  # as os.walk names it when it goes down
-            real = os.path.realpath(sub)
-            if real not in above[folder]:
-                above[sub] = above[folder] | {real}
-                kept.append(name)
+            if Path(sub).is_symlink():
+                real = os.path.realpath(sub)
+                if (
+                    top == real
+                    or top.startswith(real.rstrip(os.sep) + os.sep)
+                    or _above(real, folder, real_of, parent_of)
+                ):
+                    continue
+                link_visits[real] = link_visits.get(real, 0) + 1
+                if link_visits[real] > MAX_LINK_VISITS:
+                    raise OSError(f"{root}: links reach {real} more than {MAX_LINK_VISITS} times")
+            else:
+                real = str(Path(real_of[folder]) / name)
+            real_of[sub], parent_of[sub] = real, folder
+            kept.append(name)
         subfolders[:] = kept
         for name in names:
             file = Path(folder) / name
@@ -114,7 +136,19 @@ def _files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
                 continue
             if stat.S_ISREG(st.st_mode):
                 out.append((file.relative_to(root).as_posix(), file, st))
+                if len(out) > MAX_FILES:
+                    raise OSError(f"{root} holds more than {MAX_FILES:,} files; expected a dataset folder")
     return sorted(out, key=lambda item: item[0])
+
+
+def _above(real: str, folder: str, real_of: dict[str, str], parent_of: dict[str, str | None]) -> bool:
+    """Whether `real` is the real path of `folder` or of a folder above it on the way down."""
+    at: str | None = folder
+    while at is not None:
+        if real_of[at] == real:
+            return True
+        at = parent_of[at]
+    return False
 
 
 def _cache_dir() -> Path:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -190,6 +191,28 @@ def test_a_folder_digest_follows_linked_folders_as_loaders_do_and_ends_on_a_link
     (cats / "back").symlink_to(images, target_is_directory=True)  # a cycle: walked once, not forever
     (images / "dogs" / "again").symlink_to(images / "dogs", target_is_directory=True)
     assert inputs.content_digest(images) == edited.task.inputs[0][1], "links back up add nothing"
+
+
+def test_a_folder_digest_refuses_links_that_fan_out_and_skips_a_link_to_a_folder_above(tmp_path, monkeypatch):
+    """Each folder linking twice to the next: the walk doubled at each level (14 levels, 15 files: 65,519
+    entries, 13 s) before it was bounded; a link to a folder holding the root walked all of it."""
+    monkeypatch.setenv("LOGITBENCH_CACHE", str(tmp_path / "cache"))
+    levels = [tmp_path / "tangle" / f"l{i}" for i in range(8)]
+    for folder in levels:
+        folder.mkdir(parents=True)
+        (folder / "f.txt").write_text(folder.name)
+    for upper, lower in itertools.pairwise(levels):
+        for name in ("a", "b"):
+            (upper / name).symlink_to(lower, target_is_directory=True)
+    with pytest.raises(OSError, match="more than 16 times"):
+        inputs.content_digest(levels[0])
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.csv").write_text("a\n1\n")
+    alone = inputs.content_digest(data)
+    inputs._MEMO.clear()
+    (data / "up").symlink_to(tmp_path, target_is_directory=True)  # holds the root: a cycle
+    assert inputs.content_digest(data) == alone
 
 
 def test_digests_are_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
