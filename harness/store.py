@@ -303,6 +303,9 @@ class ResultStore:
         for key in keys:
             try:
                 record = self.read(key)
+            except UnreadableRecordError as err:  # the system's error, not the file's: nothing is set aside
+                problems.append(f"{err}; it counts as absent in this command and is not set aside")
+                continue
             except InvalidRecordError as err:
                 problems.append(f"{err}; it will be redone (the file is then kept as {key}.rejected-*.json)")
                 continue
