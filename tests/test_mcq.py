@@ -682,3 +682,18 @@ def test_file_task_runs_on_a_local_jsonl(tiny, tmp_path, extra):
     record = run_spec(spec, ResultStore(tmp_path), WorkerOptions(str(tmp_path)), "t")
     assert record["status"] == "ok", record["error"]
     assert "accuracy_gold_C" not in record["metrics"]
+
+
+def test_the_edit_folds_only_a_final_norm_that_scales_by_its_weight_alone():
+    """TransformerLens folds w into W_U for x / rms(x) * w; Gemma's RMSNorm scales by (1 + w), so folding
+    w would move the edit off the notebook's direction: that model is refused, Llama's is folded."""
+    import torch
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from tasks.mcq.lens import _scales_by_its_weight
+
+    llama, gemma = LlamaRMSNorm(8), GemmaRMSNorm(8)
+    llama.weight.data, gemma.weight.data = torch.rand(8) + 0.5, torch.rand(8)
+    assert _scales_by_its_weight(llama) and not _scales_by_its_weight(gemma)
+    assert not _scales_by_its_weight(torch.nn.LayerNorm(8)), "a bias is added after the weight"

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import UserError
 from tasks.mcq.anatomy import Anatomy, input_major
 from tasks.mcq.scoring import BatchHook, Scorer
 from tasks.mcq.suites import Question
@@ -115,11 +116,35 @@ def processed_unembedding(body: Anatomy, ids: Any) -> Any:
     time), `HookedTransformer.fold_layer_norm` and `center_unembed`."""
     import torch
 
+    norm = body.final_norm
+    if not (isinstance(norm, torch.nn.LayerNorm) or _scales_by_its_weight(norm)):
+        # e.g. Gemma's RMSNorm scales by (1 + w): folding w in would edit the wrong direction
+        raise UserError(
+            f"the value-vector edit knows LayerNorm and RMSNorm with a plain weight; this model's final "
+            f"norm is {type(norm).__name__}"
+        )
     unembed = body.unembedding.detach()
     mean = unembed.mean(dim=0, dtype=torch.float32)  # (dim,) over the whole vocabulary
     rows = unembed[torch.as_tensor(ids, device=unembed.device)].float() - mean
-    rows = rows * body.final_norm.weight.detach().float()
+    rows = rows * norm.weight.detach().float()
     return (rows - rows.mean(dim=1, keepdim=True) if centres_writes(body) else rows).cpu()
+
+
+def _scales_by_its_weight(norm: Any) -> bool:
+    """Whether `norm` is an RMSNorm-like module that multiplies its normalised input by `weight` alone
+    (Llama's, Qwen's), tried on a random input against a copy whose weight is all ones."""
+    import torch
+
+    weight = getattr(norm, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 1 or getattr(norm, "bias", None) is not None:
+        return False
+    probe = copy.deepcopy(norm).float().cpu()
+    x = torch.randn(3, weight.numel(), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        scaled = probe(x)
+        probe.weight.fill_(1.0)
+        unit = probe(x)
+    return torch.allclose(scaled, unit * weight.detach().float().cpu(), rtol=1e-4, atol=1e-5)
 
 
 def anchoring_scores(body: Anatomy, vectors: Any, direction: Any, bias: Any) -> Any:
