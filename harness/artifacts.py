@@ -147,7 +147,8 @@ class ArtifactCache:
 def artifact_id(kind: str, identity: dict[str, Any], components: tuple[Any, ...]) -> str:
     """`kind/key`, the folder under the cache root that `get_or_build(kind, identity, ...)` uses in a run of
     `components` (its task and method), known before the run: their local inputs are keyed by content
-    digest as the worker keys them, through the same `ArtifactCache.key`. What `Task.artifact_keys` lists."""
+    digest as the worker keys them, through the same `ArtifactCache.key`. What `Task.artifact_keys` lists.
+    A run with threads != 1 uses `kind/key.threads-N` instead; the planner adds that suffix itself."""
     from harness.spec import input_digests
 
     digests = {}
