@@ -13,7 +13,6 @@ is given, else from that same folder and then from the baselines shipped with th
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from harness.aggregate import Cell, cells
 from harness.environment import environment
 from harness.errors import UserError
 from harness.leaderboard import Leaderboard, PlannedRun, leaderboards_dir
-from harness.store import Record
+from harness.store import Record, finite_number
 
 BASELINE_SCHEMA = 1
 BASELINES_ENV = "LOGITBENCH_BASELINES"
@@ -248,7 +247,7 @@ def _check_cell(cell: Any, where: str) -> None:
         if not isinstance(entry, dict):
             raise UserError(f"{at}: expected an object with values, higher_is_better, tolerance")
         values = entry.get("values")
-        if not isinstance(values, list) or not values or not all(_finite(v) for v in values):
+        if not isinstance(values, list) or not values or not all(finite_number(v) for v in values):
             raise UserError(
                 f"{at}: field 'values' must be a non-empty list of finite numbers, got {_short(values)}"
             )
@@ -256,12 +255,8 @@ def _check_cell(cell: Any, where: str) -> None:
         if not isinstance(direction, bool):
             raise UserError(f"{at}: field 'higher_is_better' must be true or false, got {_short(direction)}")
         tolerance = entry.get("tolerance")
-        if not (_finite(tolerance) and tolerance >= 0):
+        if not (finite_number(tolerance) and tolerance >= 0):
             raise UserError(f"{at}: field 'tolerance' must be a finite number ≥ 0, got {_short(tolerance)}")
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -270,13 +265,13 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def check_tolerance(value: float | None) -> float | None:
-    if value is not None and not (_finite(value) and value >= 0):
+    if value is not None and not (finite_number(value) and value >= 0):
         raise UserError(f"tolerance must be a finite number ≥ 0, got {value!r}")
     return value
 
 
 def check_alpha(value: float) -> float:
-    if not (_finite(value) and 0 < value < 1):
+    if not (finite_number(value) and 0 < value < 1):
         raise UserError(f"alpha (the Welch test's significance level) must be between 0 and 1, got {value!r}")
     return value
 

@@ -392,6 +392,12 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def finite_number(value: Any) -> bool:
+    """A finite int or float that is not a bool (JSON's true would pass as 1): what a stored metric, a
+    baseline's value or tolerance must be."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def validate_record(data: Any) -> None:
     """Raise InvalidRecordError naming the first field that is missing or wrong."""
     if not isinstance(data, dict):
@@ -428,9 +434,7 @@ def validate_record(data: Any) -> None:
         if not isinstance(entry, dict) or "value" not in entry or "higher_is_better" not in entry:
             raise InvalidRecordError(f"metric '{name}' needs 'value' and 'higher_is_better'")
         value = entry["value"]
-        if data["status"] == "ok" and not (
-            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        ):
+        if data["status"] == "ok" and not finite_number(value):
             raise InvalidRecordError(f"metric '{name}' of an ok record is not a finite number: {value!r}")
         if not isinstance(entry["higher_is_better"], bool) or not (
             value is None or (isinstance(value, int | float) and not isinstance(value, bool))
