@@ -16,6 +16,7 @@ import yaml
 from harness.components import SCALES, Task
 from harness.errors import UserError
 from harness.registries import METHODS, TASKS
+from harness.registry import first_line
 from harness.spec import RunSpec, make_spec
 
 ALLOWED_KEYS = {
@@ -223,10 +224,10 @@ def read_yaml(path: Path, what: str) -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        problem = getattr(err, "problem", None) or _first_line(err)
+        problem = getattr(err, "problem", None) or first_line(err)
         raise UserError(f"{path}:{at} malformed YAML ({problem})") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. a date 2024-13-45
-        raise UserError(f"{path}: malformed YAML ({type(err).__name__}: {_first_line(err)})") from None
+        raise UserError(f"{path}: malformed YAML ({type(err).__name__}: {first_line(err)})") from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -263,11 +264,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     key_node.start_mark,
                 )
             first_line[key] = key_node.start_mark.line + 1
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def parse(data: Any, source: str) -> Leaderboard:
