@@ -1264,35 +1264,28 @@ def test_an_asset_path_in_the_home_of_no_such_user_is_a_one_line_error():
 
 
 @pytest.mark.parametrize(
-    ("params", "message"),
+    ("task", "method", "params", "message"),
     [
-        ({"folds": 1}, "parameter 'folds' must be at least 2, got 1"),
-        ({"max_rows": -5}, "parameter 'max_rows' must be 0 \\(all\\) or more, got -5"),
+        ("tabular/iris", "logreg", {"folds": 1}, "parameter 'folds' must be at least 2, got 1"),
+        (
+            "tabular/iris",
+            "logreg",
+            {"max_rows": -5},
+            "parameter 'max_rows' must be 0 \\(all\\) or more, got -5",
+        ),
+        ("mcq/arithmetic", "zero-shot", {"test": -3}, "expected at least 0 calibration and 1 test"),
+        ("mcq/arithmetic", "zero-shot", {"calibration": -1}, "expected at least 0 calibration and 1 test"),
+        ("mcq/arithmetic", "zero-shot", {"test": 0}, "expected at least 0 calibration and 1 test"),
     ],
 )
-def test_tabular_folds_and_rows_out_of_range_are_refused_when_planned(tmp_path, capsys, params, message):
-    """Before: each run failed after loading its data (scikit-learn's n_splits / train_size errors)."""
+def test_split_sizes_out_of_range_are_refused_when_planned(tmp_path, capsys, task, method, params, message):
+    """Before: --dry-run passed, then each run failed after loading its data (tabular: scikit-learn's
+    n_splits / train_size errors; the generated mcq suites: an empty test set sliced from the end)."""
     board = tmp_path / "b.yaml"
     board.write_text(
-        yaml.safe_dump(
-            {"name": "t", "tasks": [{"name": "tabular/iris", "params": params}], "methods": ["logreg"]}
-        )
+        yaml.safe_dump({"name": "t", "tasks": [{"name": task, "params": params}], "methods": [method]})
     )
     assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
     line = one_error(capsys)
-    assert re.search(message, line) and "task 'tabular/iris'" in line and str(board) in line, line
-
-
-@pytest.mark.parametrize("params", [{"test": -3}, {"calibration": -1}, {"test": 0}])
-def test_mcq_split_counts_out_of_range_are_refused_when_planned(tmp_path, capsys, params):
-    """Before (for the generated suites): --dry-run passed, then each run failed on an empty test set
-    sliced from the end of the question list."""
-    board = tmp_path / "b.yaml"
-    board.write_text(
-        yaml.safe_dump(
-            {"name": "m", "tasks": [{"name": "mcq/arithmetic", "params": params}], "methods": ["zero-shot"]}
-        )
-    )
-    assert main(["run", str(board), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
-    line = one_error(capsys)
-    assert "task 'mcq/arithmetic'" in line and "expected at least 0 calibration and 1 test" in line, line
+    assert re.search(message, line) and f"task '{task}'" in line and str(board) in line, line
+    assert line.count("task '") == 1, "the task is named once"
