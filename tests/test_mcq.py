@@ -355,6 +355,12 @@ def test_batched_scores_equal_one_by_one_and_unpadded(tiny):
     with torch.no_grad():
         plain = model(input_ids=ids).logits[0, -1, scorer.letter_ids].numpy()
     np.testing.assert_allclose(batched[0], plain, atol=1e-4)
+    # contextual calibration's scores: the letters' log-probabilities under the whole vocabulary
+    logprobs = Scorer(model, tokenizer, 4, "cpu", batch_size=4).letter_logits(qs, log_probabilities=True)
+    with torch.no_grad():
+        whole = model(input_ids=ids).logits[0, -1].log_softmax(-1)[scorer.letter_ids].numpy()
+    np.testing.assert_allclose(logprobs[0], whole, atol=1e-4)
+    assert (logprobs < 0).all() and np.exp(logprobs).sum(axis=1).max() < 1
 
 
 def test_per_position_metrics_by_hand():
