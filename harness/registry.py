@@ -77,6 +77,7 @@ class Registry(Generic[T]):
             self._warn(f"name:{name!r}:{origin}", f"{message}; it is left out")
             return
         if self._check is not None:
+            obj.name = name  # type: ignore[attr-defined]  # the check's own messages name it (a local input's)
             try:
                 self._check(obj, f"{self.kind} '{name}' ({origin})")
             except UserError as err:
