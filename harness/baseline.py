@@ -23,7 +23,7 @@ from typing import Any
 from harness.aggregate import Cell, cells
 from harness.environment import environment
 from harness.errors import UserError
-from harness.leaderboard import Leaderboard, PlannedRun, leaderboards_dir
+from harness.leaderboard import Leaderboard, PlannedRun, leaderboards_dir, short_repr
 from harness.store import Record, finite_number
 
 BASELINE_SCHEMA = 1
@@ -197,13 +197,13 @@ def read(path: Path) -> dict[str, Any]:
         )
     for key in ("leaderboard", "name", "scale", "saved_at"):  # shown by show --baseline and compare
         if key in document and not isinstance(document[key], str):
-            raise UserError(f"{path}: field '{key}' must be text, got {_short(document[key])}")
+            raise UserError(f"{path}: field '{key}' must be text, got {short_repr(document[key])}")
     seeds = document.get("seeds", [])
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise UserError(f"{path}: field 'seeds' must be a list of whole numbers, got {_short(seeds)}")
+        raise UserError(f"{path}: field 'seeds' must be a list of whole numbers, got {short_repr(seeds)}")
     environment = document.get("environment")
     if not isinstance(environment, dict | None):
-        raise UserError(f"{path}: field 'environment' must be an object, got {_short(environment)}")
+        raise UserError(f"{path}: field 'environment' must be an object, got {short_repr(environment)}")
     cells_ = document.get("cells")
     if not isinstance(cells_, list) or not cells_:
         raise UserError(f"{path}: field 'cells' must be a non-empty list")
@@ -228,16 +228,18 @@ def _check_cell(cell: Any, where: str) -> None:
         raise UserError(f"{where}: expected an object with task, method and metrics")
     for key in ("task", "method"):
         if not isinstance(cell.get(key), str) or not cell[key]:
-            raise UserError(f"{where}: field '{key}' must be a non-empty string, got {_short(cell.get(key))}")
+            raise UserError(
+                f"{where}: field '{key}' must be a non-empty string, got {short_repr(cell.get(key))}"
+            )
     where = f"{where} ({cell['task']} × {cell['method']})"
     for key in ("task_version", "method_version"):  # absent in baselines saved before versions were kept
         if key in cell and (not isinstance(cell[key], str) or not cell[key]):
-            raise UserError(f"{where}: field '{key}' must be a non-empty string, got {_short(cell[key])}")
+            raise UserError(f"{where}: field '{key}' must be a non-empty string, got {short_repr(cell[key])}")
     degenerate = cell.get("degenerate", 0)
     if isinstance(degenerate, bool) or not isinstance(degenerate, int) or degenerate < 0:
         raise UserError(
             f"{where}: field 'degenerate' must be a whole number ≥ 0 (seeds flagged), "
-            f"got {_short(degenerate)}"
+            f"got {short_repr(degenerate)}"
         )
     metrics = cell.get("metrics")
     if not isinstance(metrics, dict) or not metrics:
@@ -249,19 +251,18 @@ def _check_cell(cell: Any, where: str) -> None:
         values = entry.get("values")
         if not isinstance(values, list) or not values or not all(finite_number(v) for v in values):
             raise UserError(
-                f"{at}: field 'values' must be a non-empty list of finite numbers, got {_short(values)}"
+                f"{at}: field 'values' must be a non-empty list of finite numbers, got {short_repr(values)}"
             )
         direction = entry.get("higher_is_better")
         if not isinstance(direction, bool):
-            raise UserError(f"{at}: field 'higher_is_better' must be true or false, got {_short(direction)}")
+            raise UserError(
+                f"{at}: field 'higher_is_better' must be true or false, got {short_repr(direction)}"
+            )
         tolerance = entry.get("tolerance")
         if not (finite_number(tolerance) and tolerance >= 0):
-            raise UserError(f"{at}: field 'tolerance' must be a finite number ≥ 0, got {_short(tolerance)}")
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+            raise UserError(
+                f"{at}: field 'tolerance' must be a finite number ≥ 0, got {short_repr(tolerance)}"
+            )
 
 
 def check_tolerance(value: float | None) -> float | None:

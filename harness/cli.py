@@ -652,9 +652,8 @@ def cmd_describe(args: argparse.Namespace, console: Console) -> int:
     found = [r.get(args.name) for r in (TASKS, METHODS) if args.name in r]
     if not found:
         for registry in (TASKS, METHODS):  # a plugin left out: say why, not "no such name"
-            why = registry.problem(args.name)
-            if why:
-                raise UserError(f"{registry.kind} '{args.name}' cannot be used: {why}")
+            if registry.problem(args.name):
+                registry.get(args.name)  # raises the registry's own line saying why
         import difflib
 
         close = difflib.get_close_matches(args.name, TASKS.names() + METHODS.names(), n=3, cutoff=0.5)

@@ -260,7 +260,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f"key {_short(key)} appears twice (first on line {first_line[key]})",
+                    f"key {short_repr(key)} appears twice (first on line {first_line[key]})",
                     key_node.start_mark,
                 )
             first_line[key] = key_node.start_mark.line + 1
@@ -278,24 +278,30 @@ def parse(data: Any, source: str) -> Leaderboard:
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
         raise UserError(
             f"{source}: field 'name' must be 1 to 100 letters, digits, '.', '_' or '-' starting with a "
-            f"letter or digit, got {_short(name)}"
+            f"letter or digit, got {short_repr(name)}"
         )
     scale = data.get("scale", "cpu")
     if not isinstance(scale, str) or scale not in SCALES:
-        raise UserError(f"{source}: field 'scale' is {_short(scale)}, expected one of {', '.join(SCALES)}")
+        raise UserError(
+            f"{source}: field 'scale' is {short_repr(scale)}, expected one of {', '.join(SCALES)}"
+        )
     seeds = check_seeds(data.get("seeds", [0]), f"{source}: field 'seeds'")
     timeout = data.get("timeout_s")
     if timeout is not None:
         timeout = check_timeout(timeout, f"{source}: field 'timeout_s'")
     builtin_only = data.get("builtin_only", False)
     if not isinstance(builtin_only, bool):
-        raise UserError(f"{source}: field 'builtin_only' must be true or false, got {_short(builtin_only)}")
+        raise UserError(
+            f"{source}: field 'builtin_only' must be true or false, got {short_repr(builtin_only)}"
+        )
     description = data.get("description", "")
     if not isinstance(description, str | None):
-        raise UserError(f"{source}: field 'description' must be text, got {_short(description)}")
+        raise UserError(f"{source}: field 'description' must be text, got {short_repr(description)}")
     families = data.get("families", [])
     if not isinstance(families, list) or not all(isinstance(f, str) for f in families):
-        raise UserError(f"{source}: field 'families' must be a list of family names, got {_short(families)}")
+        raise UserError(
+            f"{source}: field 'families' must be a list of family names, got {short_repr(families)}"
+        )
     tasks = _entries(data.get("tasks", []), "tasks", source, TASKS, builtin_only)
     methods = _entries(data.get("methods", []), "methods", source, METHODS, builtin_only)
     for family in families:
@@ -340,7 +346,7 @@ def check_seeds(seeds: Any, where: str) -> list[int]:
         or not seeds
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
-        raise UserError(f"{where} must be a non-empty list of integers, got {_short(seeds)}")
+        raise UserError(f"{where} must be a non-empty list of integers, got {short_repr(seeds)}")
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
         raise UserError(f"{where}: seed {bad[0]} is outside 0..{MAX_SEED}")
@@ -362,7 +368,7 @@ def check_timeout(value: Any, where: str) -> float:
     ):
         raise UserError(
             f"{where} must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f}, "
-            f"got {_short(value)}"
+            f"got {short_repr(value)}"
         )
     return float(value)
 
@@ -372,9 +378,9 @@ _REPR.maxstring = _REPR.maxother = 200
 _REPR.maxlevel = 3
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """A bounded repr: YAML aliases can make a value that refers to itself or repeats a list a billion
-    times, and a plain repr of those recurses or never ends."""
+def short_repr(value: Any, limit: int = 60) -> str:
+    """A bounded repr for error lines about a file's values: YAML aliases can make a value that refers to
+    itself or repeats a list a billion times, and a plain repr of those recurses or never ends."""
     text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -401,7 +407,7 @@ def _check_plain(value: Any, where: str, depth: int, budget: list[int]) -> None:
         return
     if isinstance(value, int):
         if abs(value) >= 2**63:
-            raise UserError(f"{where}: integer {_short(value)} does not fit in 64 bits")
+            raise UserError(f"{where}: integer {short_repr(value)} does not fit in 64 bits")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -414,18 +420,18 @@ def _check_plain(value: Any, where: str, depth: int, budget: list[int]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise UserError(f"{where}: key {_short(key)} must be text")
+                raise UserError(f"{where}: key {short_repr(key)} must be text")
             _check_plain(item, f"{where}.{key}", depth + 1, budget)
         return
     raise UserError(
-        f"{where}: {_short(value)} is a {type(value).__name__}; expected text, a number, true/false, "
+        f"{where}: {short_repr(value)} is a {type(value).__name__}; expected text, a number, true/false, "
         "null, a list or a mapping"
     )
 
 
 def _entries(raw: Any, field_name: str, source: str, registry: Any, builtin_only: bool) -> tuple[Entry, ...]:
     if not isinstance(raw, list):
-        raise UserError(f"{source}: field '{field_name}' must be a list, got {_short(raw)}")
+        raise UserError(f"{source}: field '{field_name}' must be a list, got {short_repr(raw)}")
     out = []
     for i, item in enumerate(raw):
         where = f"{source}: {field_name}[{i}]"
@@ -438,14 +444,14 @@ def _entries(raw: Any, field_name: str, source: str, registry: Any, builtin_only
             params = item.get("params")
             params = {} if params is None else params
             if not isinstance(params, dict):
-                raise UserError(f"{where}: 'params' must be a mapping, got {_short(params)}")
+                raise UserError(f"{where}: 'params' must be a mapping, got {short_repr(params)}")
             check_plain(params, f"{where}: params")
             label = item.get("label")
             label = "" if label is None else label
             if isinstance(label, bool) or not isinstance(label, str | int) or not LABEL.fullmatch(str(label)):
                 raise UserError(
                     f"{where}: 'label' must be up to 100 printable characters without '[', ']' or ',', "
-                    f"got {_short(label)}"
+                    f"got {short_repr(label)}"
                 )
             entry = Entry(item["name"], params, str(label))
         else:
